@@ -1,0 +1,146 @@
+"""Skeleton datasets over the standard annotation pickle schema (MMAction2/pyskl)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from lightact.data.skeleton.features import joint_bone_motion, person_frames, with_scores
+from lightact.data.skeleton.layouts import Layout
+from lightact.data.skeleton.pickle_io import safe_load_pickle
+
+Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
+
+
+def load_split(data: dict | str | Path, split: str) -> tuple[list[dict], list[str] | None]:
+    """The annotations of one split (all of them when the file has no split lists) and the class
+    names when the file carries them."""
+    if not isinstance(data, dict):
+        data = safe_load_pickle(data)
+    annotations = data.get("annotations")
+    if not isinstance(annotations, list):
+        raise ValueError("annotation data has no 'annotations' list")
+    splits = data.get("split") or {}
+    if split not in splits:
+        if splits:
+            raise KeyError(f"split {split!r} not found; the file has: {', '.join(sorted(splits))}")
+        return annotations, data.get("classes")
+    wanted = set(splits[split])
+    return [a for a in annotations if a["frame_dir"] in wanted], data.get("classes")
+
+
+class SkeletonDataset(Dataset):
+    """Turns annotations into model inputs.
+
+    ``representation="packed"`` gives per-frame joint/bone/motion features ``[F, V, 3C]`` with the
+    persons' seen frames concatenated along time (STAR); ``"padded"`` gives raw coordinates
+    ``[C, T, V, M]`` (GCN baselines). Items are addressed by ``(epoch, index)`` so augmentation is a
+    pure function of the seed, the epoch and the sample, whatever the worker or a resume.
+    """
+
+    def __init__(
+        self,
+        annotations: Sequence[dict],
+        layout: Layout,
+        representation: str,
+        transform: Transform | None = None,
+        seed: int = 0,
+        views: int = 1,
+    ) -> None:
+        if representation not in ("packed", "padded"):
+            raise ValueError(f"unknown representation {representation!r}")
+        self.layout = layout
+        self.representation = representation
+        self.transform = transform
+        self.seed = seed
+        self.views = views
+        self.parents = layout.parents
+        self.annotations = self._usable(annotations)
+
+    def _usable(self, annotations: Sequence[dict]) -> list[dict]:
+        if not annotations:
+            raise ValueError("the dataset is empty: no annotation in this split")
+        keep, empty = [], []
+        for ann in annotations:
+            joints = ann["keypoint"].shape[2]
+            if joints != self.layout.num_joints:
+                raise ValueError(
+                    f"sample {ann['frame_dir']!r} has {joints} joints but layout {self.layout.name!r} "
+                    f"has {self.layout.num_joints}: set data.layout to the data's joint layout"
+                )
+            if not np.isfinite(ann["keypoint"]).all():
+                raise ValueError(f"sample {ann['frame_dir']!r} has NaN or infinite coordinates")
+            (keep if np.abs(ann["keypoint"]).sum() > 0 else empty).append(ann)
+        if empty:
+            warnings.warn(
+                f"skipping {len(empty)} sample(s) in which no person is ever seen: "
+                + ", ".join(a["frame_dir"] for a in empty[:5]),
+                stacklevel=3,
+            )
+        if not keep:
+            raise ValueError("the dataset is empty: no sample has a visible person")
+        return keep
+
+    def __len__(self) -> int:
+        return len(self.annotations) * self.views
+
+    def labels(self) -> np.ndarray:
+        return np.array([a["label"] for a in self.annotations])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, item = key if isinstance(key, tuple) else (0, key)
+        index, view = divmod(item, self.views)
+        ann = self.annotations[index]
+        sample = {
+            "keypoint": ann["keypoint"].astype(np.float32),
+            "keypoint_score": ann.get("keypoint_score"),
+            "label": int(ann["label"]),
+        }
+        if self.transform is not None:
+            rng = np.random.default_rng([self.seed, epoch, index, view])
+            sample = self.transform(sample, rng)
+        keypoint = with_scores(sample["keypoint"], sample.get("keypoint_score"))
+        return {"frames": self._represent(keypoint), "label": sample["label"], "index": index}
+
+    def _represent(self, keypoint: np.ndarray) -> torch.Tensor:
+        if self.representation == "padded":
+            return torch.from_numpy(np.ascontiguousarray(keypoint.transpose(3, 1, 2, 0)))
+        persons = person_frames(keypoint)
+        if not persons:  # every seen frame was cropped away by an augmentation
+            persons = [np.zeros((1, *keypoint.shape[2:]), dtype=np.float32)]
+        return torch.from_numpy(np.concatenate([joint_bone_motion(p, self.parents) for p in persons]))
+
+
+class SeededShardSampler(Sampler):
+    """Shuffled (or ordered) indices, sharded across processes, yielded as ``(epoch, index)``.
+
+    The order depends only on ``seed`` and the epoch Lightning sets, so a resumed run sees the
+    same batches as an uninterrupted one and every DDP rank sees a disjoint shard. Shards are
+    padded by repetition to equal length, as DistributedSampler does.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.size // self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        else:
+            order = np.arange(self.size)
+        total = len(self) * self.world_size
+        order = np.resize(order, total)[self.rank : total : self.world_size]
+        return iter([(self.epoch, int(i)) for i in order])

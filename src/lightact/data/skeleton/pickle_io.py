@@ -1,0 +1,73 @@
+"""Reading and writing the MMAction2/pyskl skeleton annotation pickle without trusting it.
+
+``pickle.load`` on a downloaded file can run arbitrary code. The restricted unpickler below resolves
+only the handful of globals that plain containers, numbers, strings and numpy arrays need; any other
+global is refused before it is imported, so nothing in the file runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# The globals a pickle of dicts/lists/tuples/str/int/float/ndarray/np.dtype/np scalars may reference.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("builtins", "slice"),
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # numpy writes array bytes through it under protocol 2
+    # Under protocol 5 numpy rebuilds arrays from the pickle's own bytes with this helper.
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something other than plain data."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"refusing to load {module}.{name}: annotation pickles may hold only containers, numbers, "
+            "strings and numpy arrays"
+        )
+
+
+def safe_load_pickle(path: str | Path) -> Any:
+    """Load a pickle that may only contain plain data; raise :class:`UnsafePickleError` otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data)).load()
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{path}: {err}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable pickle ({err})") from err
+
+
+def save_pickle(obj: Any, path: str | Path) -> None:
+    """Write atomically: a crash never leaves a half-written annotation file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(obj, f, protocol=4)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

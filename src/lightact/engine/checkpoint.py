@@ -1,0 +1,124 @@
+"""Checkpoints that survive a kill and load without unpickling code.
+
+* Resume state (Lightning's ``.ckpt``: weights, optimiser, loop counters, RNG) is written to a
+  temporary file and renamed into place, so a kill mid-write leaves the previous checkpoint intact,
+  and it is read back with ``torch.load(weights_only=True)``.
+* The model a run delivers is a safetensors file whose metadata says how to rebuild the model
+  (registered name, constructor arguments, joint layout, class names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from lightact.data.skeleton.layouts import Layout
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path`` (atomic on POSIX within a filesystem)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates files readable by the owner only
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class RNGState(L.Callback):
+    """Store and restore torch's RNG so dropout after a resume draws what it would have drawn."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_torch"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if "rng_torch" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_torch"])
+
+
+def layout_to_dict(layout: Layout) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(layout).items()}
+
+
+def layout_from_dict(data: dict[str, Any]) -> Layout:
+    return Layout(
+        name=data["name"],
+        joints=tuple(data["joints"]),
+        bones=tuple(tuple(b) for b in data["bones"]),
+        center=data["center"],
+        flip_pairs=tuple(tuple(p) for p in data["flip_pairs"]),
+    )
+
+
+def save_weights(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
+    """Write weights and the JSON ``meta`` needed to rebuild the model."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"lightact": json.dumps(meta)}))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("lightact")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
+    if raw is None:
+        raise ValueError(f"{path} was not written by lightact: it has no model description")
+    return json.loads(raw)
+
+
+def resolve_weights_path(work_dir_or_file: str | Path) -> Path:
+    path = Path(work_dir_or_file)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no model weights at {path}")
+    return path
+
+
+def load_model(work_dir_or_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from a work directory or its ``model.safetensors``; returns
+    ``(model in eval mode, meta)`` where meta holds the model name, arguments and class names."""
+    from lightact.models.registry import create_model
+
+    path = resolve_weights_path(work_dir_or_file)
+    meta = read_meta(path)
+    kwargs = dict(meta["kwargs"])
+    if isinstance(kwargs.get("layout"), dict):
+        kwargs["layout"] = layout_from_dict(kwargs["layout"])
+    model = create_model(meta["model"], **kwargs)
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit model {meta['model']}: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
+        )
+    return model.eval(), meta

@@ -1,0 +1,80 @@
+"""The Lightning module shared by every classifier: loss, optimiser, schedule, metrics."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightact.config import OptimConfig
+from lightact.data.skeleton.batching import SkeletonBatch
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class ClassificationModule(L.LightningModule):
+    """Trains ``model(*batch.inputs) -> logits`` with label-smoothed cross-entropy."""
+
+    def __init__(self, model: nn.Module, num_classes: int, optim: OptimConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.train_top1 = MulticlassAccuracy(num_classes, average="micro")
+        self.val_top1 = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, batch: SkeletonBatch) -> Tensor:
+        return self.model(*batch.inputs)
+
+    def training_step(self, batch: SkeletonBatch, batch_idx: int) -> Tensor:
+        logits = self(batch)
+        loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.optim.label_smoothing)
+        self.train_top1(logits, batch.labels)
+        size = len(batch)
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True
+        )
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=size)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: SkeletonBatch, batch_idx: int) -> None:
+        logits = self(batch)
+        loss = F.cross_entropy(logits, batch.labels)
+        self.val_top1(logits, batch.labels)
+        size = len(batch)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("val/top1", self.val_top1, on_epoch=True, prog_bar=True, batch_size=size)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                # Norms, biases and position/importance tables are not shrunk towards zero.
+                (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": self.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.optim.name == "sgd":
+            optimizer = torch.optim.SGD(
+                groups, lr=self.optim.lr, momentum=self.optim.momentum, nesterov=self.optim.nesterov
+            )
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=self.optim.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        warmup = max(1, round(self.optim.warmup_epochs * per_epoch))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total, self.optim.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,167 @@
+"""STAR: Sparse Transformer-based Action Recognition (arXiv 2107.07089).
+
+A batch is every clip concatenated along time, ``x: [sum F_i, V, C]``, with a per-frame clip id;
+nothing is padded. Each layer runs two branches in parallel and sums them:
+
+* spatial: per frame, each joint attends to the joints within ``hops`` bones (sparse graph);
+* temporal: per joint, linear attention over the frames of each clip (or fixed sub-segments).
+
+Clips are then pooled with a gated mean and classified from the flattened joints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lightact.data.skeleton.layouts import Layout, get_layout
+from lightact.models.layers import SegmentedLinearAttention, SparseGraphAttention, k_hop_neighbours
+from lightact.models.layers.linear_attention import segment_lengths
+from lightact.models.registry import register_model
+
+
+def clip_lengths(clip_ids: Tensor) -> list[int]:
+    """Frames per clip from a non-decreasing, zero-based clip-id vector."""
+    return torch.bincount(clip_ids).tolist()
+
+
+def positions_in_clip(lengths: list[int], device: torch.device) -> Tensor:
+    """Index of every frame within its own clip: ``[0..F_0-1, 0..F_1-1, ...]``."""
+    return torch.cat([torch.arange(n, device=device) for n in lengths])
+
+
+def sinusoidal_code(positions: Tensor, dim: int) -> Tensor:
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
+    angle = positions.float()[:, None] * freq[None]
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+
+class AttentionBranch(nn.Module):
+    """Post-norm transformer sub-layer: ``h = LN(x + attn(x)); LN(h + FFN(h))``."""
+
+    def __init__(self, attention: nn.Module, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = attention
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, dim, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, *context) -> Tensor:
+        h = self.norm1(x + self.drop(self.attention(x, *context)))
+        return self.norm2(h + self.drop(self.ffn(h)))
+
+
+class STARBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, neighbours: Tensor, valid: Tensor, dropout: float) -> None:
+        super().__init__()
+        self.spatial = AttentionBranch(SparseGraphAttention(dim, heads, neighbours, valid), dim, dropout)
+        self.temporal = AttentionBranch(SegmentedLinearAttention(dim, heads), dim, dropout)
+
+    def forward(self, x: Tensor, lengths: list[int]) -> Tensor:
+        return self.spatial(x) + self.temporal(x, lengths)
+
+
+class GatedMeanPool(nn.Module):
+    """Per clip: context ``c = tanh(W·mean_t x)``, gate ``g_t = σ(<x_t, c>)``, output ``mean_t g_t x_t``.
+
+    The gate lets informative frames weigh more than idle ones without attention over time.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.context = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, clip_ids: Tensor, num_clips: int) -> Tensor:
+        counts = torch.zeros(num_clips, device=x.device, dtype=x.dtype).index_add_(
+            0, clip_ids, torch.ones_like(clip_ids, dtype=x.dtype)
+        )[:, None, None]
+        mean = x.new_zeros((num_clips, *x.shape[1:])).index_add_(0, clip_ids, x) / counts
+        context = torch.tanh(self.context(mean))
+        gate = torch.sigmoid((x * context[clip_ids]).sum(-1, keepdim=True))
+        return x.new_zeros((num_clips, *x.shape[1:])).index_add_(0, clip_ids, gate * x) / counts
+
+
+class STAR(nn.Module):
+    """Sparse spatial + segmented linear temporal transformer over packed skeleton clips.
+
+    ``forward(x, clip_ids)``: ``x`` is ``[sum F_i, V, in_channels]`` (joint, bone and motion
+    features), ``clip_ids`` the non-decreasing clip index of each frame; returns ``[N, num_classes]``.
+
+    ``dropout`` acts in the classifier head, as in the authors' recipe; ``block_dropout`` inside the
+    transformer blocks is off by default because on CPU drawing a mask for every joint of every
+    frame costs as much as the attention itself.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 60,
+        layout: str | Layout = "ntu25",
+        in_channels: int = 9,
+        dim: int = 64,
+        depth: int = 5,
+        heads: int = 8,
+        hops: int = 3,
+        segment_length: int | None = None,
+        head_hidden: int = 128,
+        dropout: float = 0.4,
+        block_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layout = get_layout(layout) if isinstance(layout, str) else layout
+        self.num_joints = layout.num_joints
+        self.in_channels = in_channels
+        self.segment_length = segment_length
+        neighbours, valid = k_hop_neighbours(layout.hop_distance(), hops)
+
+        self.input_norm = nn.BatchNorm1d(self.num_joints * in_channels)
+        self.embed = nn.Linear(in_channels, dim)
+        self.blocks = nn.ModuleList(
+            STARBlock(dim, heads, neighbours, valid, block_dropout) for _ in range(depth)
+        )
+        self.pool = GatedMeanPool(dim)
+        self.head = nn.Sequential(
+            nn.Flatten(1),
+            nn.Linear(self.num_joints * dim, head_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(head_hidden, num_classes),
+        )
+
+    def forward(self, x: Tensor, clip_ids: Tensor) -> Tensor:
+        frames, joints, channels = x.shape
+        if joints != self.num_joints or channels != self.in_channels:
+            raise ValueError(
+                f"STAR expects [frames, {self.num_joints} joints, {self.in_channels} channels], "
+                f"got {list(x.shape)}: is the data's joint layout the one the model was built for?"
+            )
+        lengths = clip_lengths(clip_ids)
+        x = self.input_norm(x.reshape(frames, -1)).view(frames, joints, channels)
+        x = (
+            self.embed(x)
+            + sinusoidal_code(positions_in_clip(lengths, x.device), self.embed.out_features)[:, None]
+        )
+        segments = segment_lengths(lengths, self.segment_length)
+        for block in self.blocks:
+            x = block(x, segments)
+        return self.head(self.pool(x, clip_ids, len(lengths)))
+
+
+@register_model("star_64", modality="skeleton", input_format="packed")
+def star_64(**kwargs) -> STAR:
+    """STAR, width 64 (~0.43 M parameters on NTU-60)."""
+    return STAR(**{"dim": 64, **kwargs})
+
+
+@register_model("star_128", modality="skeleton", input_format="packed")
+def star_128(**kwargs) -> STAR:
+    """STAR, width 128 (~1.26 M parameters on NTU-60)."""
+    return STAR(**{"dim": 128, **kwargs})
