@@ -18,7 +18,7 @@ data_app = typer.Typer(help="Generate, convert and check datasets.", no_args_is_
 synth_app = typer.Typer(help="Generate the embedded synthetic datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML; none = the embedded quickstart.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.dim=128.")]
@@ -116,6 +116,54 @@ def synth_skeleton(
     console.print(
         f"wrote {len(data['annotations'])} samples, {len(data['classes'])} classes ({sizes}) to {out}"
     )
+
+
+convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", no_args_is_help=True)
+data_app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("ntu")
+def convert_ntu(
+    raw_dir: Annotated[
+        Path, typer.Argument(help="Folder of NTU RGB+D .skeleton files (searched recursively).")
+    ],
+    dataset: Annotated[str, typer.Option(help="ntu60 or ntu120: decides the samples kept and the splits.")],
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
+    missing: Annotated[
+        Path | None, typer.Option(help="The official list of samples without skeletons.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes; default all cores.")] = None,
+) -> None:
+    """NTU RGB+D raw skeletons -> pickle with the official X-Sub/X-View (60) or X-Sub/X-Set (120) splits."""
+    from lightact.data.skeleton.ntu import convert_ntu as run_conversion
+
+    stats = run_conversion(raw_dir, dataset, out, missing=missing, workers=workers)
+    console.print(
+        f"converted {stats['converted']} of {stats['files_found']} files "
+        f"({stats['skipped_missing']} listed as missing, {stats['excluded']} not in {dataset}, "
+        f"{stats['failed']} failed) in {stats['seconds']:.1f} s "
+        f"({stats['files_per_second']:.0f} files/s) -> {out}"
+    )
+    for name, ids in stats["splits"].items():
+        console.print(f"  {name}: {ids}")
+    if stats["failed"]:
+        raise typer.Exit(1)
+
+
+@data_app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
+    num_classes: Annotated[int | None, typer.Option(help="Labels must lie below this.")] = None,
+) -> None:
+    """Check a skeleton pickle against the schema; exits 1 when there are problems."""
+    from lightact.data.skeleton.validate import format_problems, validate_annotations
+
+    problems = validate_annotations(file, num_classes=num_classes)
+    if not problems:
+        console.print(f"{file}: no problems found")
+        return
+    console.print(format_problems(problems), markup=False, highlight=False)
+    raise typer.Exit(1)
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors import SafetensorError
@@ -50,17 +49,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-
-
-class RNGState(L.Callback):
-    """Store and restore torch's RNG so dropout after a resume draws what it would have drawn."""
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng_torch"] = torch.get_rng_state()
-
-    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        if "rng_torch" in checkpoint:
-            torch.set_rng_state(checkpoint["rng_torch"])
 
 
 def layout_to_dict(layout: Layout) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class SkeletonDataModule(L.LightningDataModule):
     def _loader(self, dataset: SkeletonDataset, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = SeededShardSampler(len(dataset), shuffle, self.seed, rank, world)
+        sampler = SeededShardSampler(len(dataset), shuffle, self.seed, rank, world, self.cfg.batch_size)
         return DataLoader(
             dataset,
             batch_size=self.cfg.batch_size,

@@ -9,14 +9,14 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from lightact.config import CONFIG_FILE_NAME, ExperimentConfig, dump_config
+from lightact.engine.callbacks import EpochCSVLogger, RNGState
 from lightact.engine.checkpoint import (
     WEIGHTS_FILE,
     AtomicCheckpointIO,
-    RNGState,
     layout_to_dict,
     load_model,
     save_weights,
@@ -63,13 +63,11 @@ def build_trainer(cfg: ExperimentConfig, work_dir: Path, callbacks: list[L.Callb
         accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         default_root_dir=work_dir,
-        logger=[
-            CSVLogger(work_dir, name="logs", version=""),
-            TensorBoardLogger(work_dir, name="tb", version=""),
-        ],
+        logger=TensorBoardLogger(work_dir, name="tb", version=""),
         callbacks=[
             *bars,
             RNGState(),
+            EpochCSVLogger(work_dir / "epochs.csv"),
             *callbacks,
             ModelCheckpoint(
                 dirpath=work_dir / "checkpoints",
@@ -83,7 +81,8 @@ def build_trainer(cfg: ExperimentConfig, work_dir: Path, callbacks: list[L.Callb
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar,
         use_distributed_sampler=False,  # SeededShardSampler shards by rank itself
-        sync_batchnorm=ddp,
+        # torch's SyncBatchNorm runs on GPUs only; on CPU each process normalises its own batch.
+        sync_batchnorm=ddp and t.accelerator != "cpu" and torch.cuda.is_available(),
         deterministic=False,
         log_every_n_steps=1,
     )

@@ -42,12 +42,14 @@ class SegmentedLinearAttention(nn.Module):
     def forward(self, x: Tensor, lengths: list[int]) -> Tensor:
         """``x: [F, V, C]`` with ``F == sum(lengths)`` -> ``[F, V, C]``."""
         frames, joints, dim = x.shape
-        qkv = self.qkv(x).view(frames, joints * self.heads, 3, dim // self.heads)
-        q, k, v = qkv.permute(2, 1, 0, 3).unbind(0)  # [V·H, F, d] each
+        qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
+        qkv = qkv.permute(2, 1, 3, 0, 4).reshape(3, joints * self.heads, frames, dim // self.heads)
+        q, k, v = qkv.unbind(0)  # [V·H, F, d] each
         q, k = feature_map(q), feature_map(k)
         segments = zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)
         out = [self._attend(qs, ks, vs) for qs, ks, vs in segments]
-        return torch.cat(out, dim=1).transpose(0, 1).reshape(frames, joints, dim)
+        out = torch.cat(out, dim=1).view(joints, self.heads, frames, -1)
+        return out.permute(2, 0, 1, 3).reshape(frames, joints, dim)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         # One segment, [B, T, d]: summarise keys and values once, then read out per query frame.

@@ -1,0 +1,133 @@
+"""Small helpers shared by the benchmark scripts: machine description, interleaved timing, summaries,
+FLOP counting, memory readings and plain-text tables.
+
+Timings on a shared machine are noisy, so the scripts time every candidate once per round and repeat the
+rounds (A, B, C, A, B, C, ...): load then hits all candidates alike, and the ratios measured in one run are
+more trustworthy than the absolute figures.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it ("unknown" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: torch.device) -> dict[str, object]:
+    """What a result depends on: CPU, cores, threads, torch version, accelerator, load."""
+    info: dict[str, object] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "device": str(device),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on CPU)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def interleaved_timings(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] = lambda: None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, timed in interleaved rounds A, B, C, A, B, C, ...
+
+    The first ``warmup`` rounds run but are not recorded; ``repeats`` rounds are.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_index in range(warmup + repeats):
+        recorded = round_index >= warmup
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            elapsed = time.perf_counter() - start
+            if recorded:
+                times[name].append(elapsed)
+            if progress is not None:
+                kind = "timed" if recorded else "warm-up"
+                progress(f"  round {round_index + 1}/{warmup + repeats} ({kind}) {name}: {elapsed:.3f} s")
+    return times
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile, ``q`` in [0, 100]."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call, as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
+
+    Convention: a multiply-add is 2 FLOPs; only matrix products, convolutions and attention kernels are
+    counted (elementwise ops, norms, softmax and reductions are not). Divide by 2 for MACs, the unit
+    most papers (and fvcore) call "FLOPs".
+    """
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (Linux: /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """Largest resident set size this process has had (``ru_maxrss``, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (also readable as plain text), columns padded to their widest cell."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])

@@ -1,0 +1,140 @@
+"""Streamed video decoding with PyAV: frames are decoded one at a time, never the whole video at once.
+
+>>> info = video_info("clip.mp4")            # fps, num_frames, width, height, duration
+>>> for rgb in iter_frames("clip.mp4", max_side=640):
+...     ...                                  # uint8 [H, W, 3], longer side <= 640
+
+A file that cannot be opened or decoded raises :class:`VideoDecodeError` (a ``ValueError``) that names
+the file, and for errors in the middle of a stream, the index of the frame that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["VideoDecodeError", "VideoInfo", "iter_frames", "scaled_size", "video_info"]
+
+
+class VideoDecodeError(ValueError):
+    """A video could not be opened or decoded. The message names the file (and the frame, mid-stream)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about its first video stream.
+
+    ``num_frames`` comes from the container header when it has one, otherwise it is estimated as
+    ``round(duration * fps)``; only decoding every frame gives the exact count.
+    """
+
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    duration: float  # seconds; 0.0 when the container does not say
+
+
+def _av():
+    import av  # PyAV; imported lazily so that importing this module stays cheap
+
+    return av
+
+
+def _open(path: Path):
+    """The opened container and its first video stream; every failure becomes a VideoDecodeError."""
+    av = _av()
+    if not path.is_file():
+        raise VideoDecodeError(f"{path}: no such video file")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise VideoDecodeError(f"{path}: cannot open as a video ({err})") from err
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: has no video stream")
+    return container, container.streams.video[0]
+
+
+def _stream_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    return 0.0
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame rate, frame count (estimated when the header lacks it), size and duration, without decoding."""
+    path = Path(path)
+    container, stream = _open(path)
+    try:
+        fps = _stream_fps(stream)
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * Fraction(stream.time_base))
+        elif container.duration is not None:
+            duration = container.duration / _av().time_base
+        num_frames = int(stream.frames or 0)
+        if num_frames <= 0 and duration > 0 and fps > 0:
+            num_frames = int(round(duration * fps))
+        if duration <= 0 and num_frames > 0 and fps > 0:
+            duration = num_frames / fps
+        width = int(stream.codec_context.width or 0)
+        height = int(stream.codec_context.height or 0)
+        return VideoInfo(fps=fps, num_frames=num_frames, width=width, height=height, duration=duration)
+    finally:
+        container.close()
+
+
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, so that the longer side is at most ``max_side``.
+
+    Frames are never upscaled; ``None`` (or a limit at least the longer side) keeps the size.
+    """
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    if max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    scale = max_side / max(width, height)
+    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+
+
+def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Decode ``path`` frame by frame: RGB uint8 arrays [H, W, 3], downscaled to ``max_side``.
+
+    Decoding is threaded (FFmpeg's frame/slice threads) and streamed: only the current frame is held.
+    Scaling and the conversion to RGB happen in one libswscale call (area filter when downscaling).
+    The file is closed when the iterator is exhausted, closed or garbage collected.
+    """
+    path = Path(path)
+    av = _av()
+    container, stream = _open(path)
+    stream.thread_type = "AUTO"
+    index = 0
+    try:
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except (av.FFmpegError, OSError) as err:
+                raise VideoDecodeError(f"{path}: decoding failed at frame {index} ({err})") from err
+            width, height = scaled_size(frame.width, frame.height, max_side)
+            try:
+                if (width, height) == (frame.width, frame.height):
+                    rgb = frame.to_ndarray(format="rgb24")
+                else:
+                    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+            except (av.FFmpegError, ValueError) as err:
+                raise VideoDecodeError(f"{path}: cannot convert frame {index} to RGB ({err})") from err
+            yield np.ascontiguousarray(rgb)
+            index += 1
+        if index == 0:
+            raise VideoDecodeError(f"{path}: no frame could be decoded")
+    finally:
+        container.close()

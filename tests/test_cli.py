@@ -1,0 +1,33 @@
+"""The command line: thin, and its errors are messages rather than tracebacks."""
+
+from typer.testing import CliRunner
+
+from lightact.cli import app
+from lightact.data.skeleton.pickle_io import safe_load_pickle
+
+runner = CliRunner()
+
+
+def test_models_lists_the_registry():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    for name in ("star_64", "star_128", "stgcn"):
+        assert name in result.output
+
+
+def test_config_errors_exit_2_with_the_key():
+    result = runner.invoke(app, ["train", "--set", "trainer.max_epoch=1"])
+    assert result.exit_code == 2
+    assert "trainer.max_epoch: unknown key" in result.output
+
+
+def test_synth_skeleton_writes_a_valid_pickle(tmp_path):
+    out = tmp_path / "synth.pkl"
+    result = runner.invoke(app, ["data", "synth", "skeleton", "--out", str(out), "--samples-per-class", "3"])
+    assert result.exit_code == 0, result.output
+    data = safe_load_pickle(out)
+    assert len(data["annotations"]) == 3 * len(data["classes"])
+    checked = runner.invoke(app, ["data", "validate", str(out), "--num-classes", str(len(data["classes"]))])
+    assert checked.exit_code == 0 and "no problems" in checked.output
+    too_few = runner.invoke(app, ["data", "validate", str(out), "--num-classes", "3"])
+    assert too_few.exit_code == 1 and "synth_s0_c03_0000" in too_few.output

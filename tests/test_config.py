@@ -1,0 +1,77 @@
+"""Experiment configs: strict validation naming the key, dotted overrides, shipped YAML files."""
+
+from pathlib import Path
+
+import pytest
+
+from lightact.config import ConfigError, ExperimentConfig, dump_config, load_config, parse_override
+from lightact.models import create_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_defaults_are_the_quickstart():
+    cfg = load_config()
+    assert cfg.model.name == "star_64" and cfg.data.path is None and cfg.trainer.max_epochs >= 1
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(
+        None,
+        [
+            "model.dim=128",
+            "trainer.max_epochs=5",
+            "optim.lr=3e-4",
+            "data.layout=coco17",
+            "trainer.gradient_clip_val=null",
+        ],
+    )
+    assert cfg.model.kwargs == {"dim": 128}
+    assert cfg.trainer.max_epochs == 5 and cfg.optim.lr == pytest.approx(3e-4)
+    assert cfg.data.layout == "coco17" and cfg.trainer.gradient_clip_val is None
+    assert parse_override("data.train_transforms=[center]") == (["data", "train_transforms"], ["center"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epoch=3", r"trainer\.max_epoch: unknown key"),
+        ("trainer.max_epochs=many", r"trainer\.max_epochs: .*integer"),
+        ("trainer.max_epochs=0", r"trainer\.max_epochs: .*greater than or equal to 1"),
+        ("optim.name=adam", r"optim\.name: .*'adamw' or 'sgd'"),
+        ("model.width=3", r"model: unknown argument 'width' for model star_64"),
+        ("model.dim=wide", r"model: dim: .*integer"),
+        ("model.name=resnet", r"unknown model 'resnet'"),
+        ("bogus=1", r"bogus: unknown key"),
+        ("trainer", r"not of the form key.path=value"),
+    ],
+)
+def test_bad_keys_and_types_are_errors_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "typo.yaml").write_text("data:\n  batch_sise: 4\n")
+    with pytest.raises(ConfigError, match=r"data\.batch_sise: unknown key"):
+        load_config(tmp_path / "typo.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["model.name=stgcn", "model.dropout=0.1", "eval.num_clips=5"])
+    dump_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg and isinstance(again, ExperimentConfig)
+    assert "max_epochs" in (tmp_path / "config.yaml").read_text()  # defaults are spelled out
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse_and_build_their_model(path):
+    cfg = load_config(path)
+    assert path.stem.startswith(cfg.model.name.split("_")[0])
+    create_model(cfg.model.name, **{"num_classes": 60, **cfg.model.kwargs})
