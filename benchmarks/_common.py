@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -109,16 +108,36 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+def _status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (Linux), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise KeyError(field)
+
+
 def current_rss_bytes() -> int:
-    """Resident set size of this process now (Linux: /proc/self/statm)."""
-    with open("/proc/self/statm") as f:
-        resident_pages = int(f.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    """Resident set size of this process now (``VmRSS``)."""
+    return _status_bytes("VmRSS")
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak RSS to its current RSS where the kernel allows it (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def peak_rss_bytes() -> int:
-    """Largest resident set size this process has had (``ru_maxrss``, KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Largest resident set size of this process's address space (``VmHWM``).
+
+    Not ``ru_maxrss``: on Linux a child started by fork + exec inherits its parent's RSS at the fork as
+    its starting ``ru_maxrss``, so a small child of a big benchmark process would report the parent's size.
+    """
+    return _status_bytes("VmHWM")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

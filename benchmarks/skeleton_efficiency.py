@@ -50,6 +50,7 @@ from _common import (
     median,
     peak_rss_bytes,
     percentile,
+    reset_peak_rss,
     synchronizer,
 )
 from torch import Tensor, nn
@@ -279,6 +280,7 @@ def memory_probe(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
     else:
+        reset_peak_rss()
         baseline = current_rss_bytes()
     model = build_model(workload.model, device)
     make_train_step(model, inputs, workload.clips)()
@@ -323,7 +325,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     load_before = machine_info(device)["load_average_1_5_15"]
 
-    log("FLOPs per clip (forward, eval)")
+    def phase(message: str) -> None:
+        log(f"[{time.perf_counter() - started:5.0f} s] {message}")
+
+    phase("FLOPs per clip (forward, eval)")
     flops = {}
     for w in workloads:
         model = models[w.model]
@@ -332,17 +337,18 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         else:
             flops[w.key] = count_flops(make_inference(model, inputs[w.key])) / w.clips
 
-    log(f"inference, batch {args.batch}: {args.warmup} warm-up + {args.repeats} timed rounds")
+    phase(f"inference, batch {args.batch}: {args.warmup} warm-up + {args.repeats} timed rounds")
     infer_fns = {w.key: make_inference(models[w.model], inputs[w.key]) for w in workloads}
     infer = interleaved_timings(infer_fns, args.repeats, args.warmup, sync, log)
 
     latency_workloads = [w for w in workloads if w.train]  # ST-GCN and the packed STARs
-    log(f"latency, batch 1: 1 warm-up + {args.latency_repeats} timed rounds, clip r mod N in round r")
+    phase(f"latency, batch 1: 1 warm-up + {args.latency_repeats} timed rounds, clip r mod N in round r")
     latency_fns = {w.key: make_cycling_inference(models[w.model], singles[w.key]) for w in latency_workloads}
     latency = interleaved_timings(latency_fns, args.latency_repeats, 1, sync, log)
 
-    train_workloads = [w for w in workloads if w.train]
-    log(f"training, batch {args.batch}: {args.warmup} warm-up + {args.repeats} timed rounds")
+    # STAR-128 on the 2-person batch is the costliest training run and has no bar: only with --full.
+    train_workloads = [w for w in workloads if w.train and (args.full or w.key != "star_128/2person/packed")]
+    phase(f"training, batch {args.batch}: {args.warmup} warm-up + {args.repeats} timed rounds")
     train_fns = {
         w.key: make_train_step(copy.deepcopy(models[w.model]), inputs[w.key], w.clips)
         for w in train_workloads
@@ -352,8 +358,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
     memory: dict[str, int] = {}
     if not args.no_memory:
-        log("peak memory of one training step, fresh process per model")
-        memory = measure_memory(train_workloads, args)
+        phase("peak memory of one training step, fresh process per model")
+        probes = [w for w in train_workloads if not args.quick or w.key in ("stgcn", "star_64/ntu60/packed")]
+        memory = measure_memory(probes, args)
+    phase("done")
 
     results = {}
     for w in workloads:
@@ -381,7 +389,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     info = machine_info(device)
     info["load_average_before"] = load_before
     return {
-        "args": {k: v for k, v in vars(args).items() if k != "probe"},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "probe"},
         "machine": info,
         "wall_seconds": time.perf_counter() - started,
         "flop_convention": "FlopCounterMode: 2 FLOPs per multiply-add; GMACs = GFLOPs / 2",
@@ -533,13 +541,15 @@ def render(report: dict) -> str:
         f"batch {a['batch']}, {a['repeats']} timed rounds after {a['warmup']} warm-up (latency: "
         f"{a['latency_repeats']}), interleaved; medians; run took {report['wall_seconds']:.0f} s",
         f"FLOPs: {report['flop_convention']} (matmuls, convolutions and attention only)",
+        "'—': not measured (padded STAR: inference only; STAR-128 on the 2-person batch trains with --full)",
     ]
     for key, s in report["scenarios"].items():
         frames = s["frames_per_person"]
+        pairs = sum(p == 2 for p in s["persons"])
         lines += [
             "",
-            f"## scenario {key}: {s['title']}; {sum(p == 2 for p in s['persons'])}/{len(frames)} clips with 2 "
-            f"persons; frames per person median {median(frames):.0f}, range {min(frames)}–{max(frames)}",
+            f"## scenario {key}: {s['title']}; {pairs}/{len(frames)} clips with 2 persons; "
+            f"frames per person median {median(frames):.0f}, range {min(frames)}–{max(frames)}",
             "",
             scenario_table(report, key),
         ]
@@ -554,22 +564,27 @@ def render(report: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--batch", type=int, default=None, help="clips per batch (default 16; 4 with --quick)"
+        "--batch", type=int, default=None, help="clips per batch (default 16; 2 with --quick)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3; 1 with --quick)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1; 0 quick)")
     parser.add_argument(
-        "--latency-repeats", type=int, default=None, help="timed batch-1 rounds (default 10; 2 with --quick)"
+        "--latency-repeats", type=int, default=None, help="timed batch-1 rounds (default 10; 1 with --quick)"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a smoke test: small batch, single rounds")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: batch 2, single rounds, 2 memory probes"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="also train STAR-128 on the 2-person batch (slow, no bar)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the per-model memory subprocesses")
     parser.add_argument("--json", type=Path, default=None, help="also write the full results here")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: memory child process
     args = parser.parse_args(argv)
-    defaults = {"batch": (16, 4), "repeats": (3, 1), "warmup": (1, 0), "latency_repeats": (10, 2)}
+    defaults = {"batch": (16, 2), "repeats": (3, 1), "warmup": (1, 0), "latency_repeats": (10, 1)}
     for name, (normal, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else normal)

@@ -31,3 +31,19 @@ def test_synth_skeleton_writes_a_valid_pickle(tmp_path):
     assert checked.exit_code == 0 and "no problems" in checked.output
     too_few = runner.invoke(app, ["data", "validate", str(out), "--num-classes", "3"])
     assert too_few.exit_code == 1 and "synth_s0_c03_0000" in too_few.output
+
+
+def test_eval_reports_from_a_work_dir(tmp_path, tiny_overrides):
+    from lightact.config import load_config
+    from lightact.engine.train import train
+
+    work_dir = train(
+        load_config(None, [*tiny_overrides, "trainer.max_epochs=1", f"work_dir={tmp_path / 'run'}"])
+    )
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app, ["eval", str(work_dir / "config.yaml"), "--checkpoint", str(work_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "top-1" in result.output and "walk_apart" in result.output
+    assert {p.name for p in out.iterdir()} == {"metrics.json", "per_class.csv", "confusion_matrix.png"}

@@ -59,12 +59,14 @@ def ntu_to_mediapipe(ntu: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def ntu_bodies() -> list[np.ndarray]:
-    """Noise-free synthetic bodies (first person, every 5th frame) of a few classes, in the
-    generator's x-right convention, in metres."""
+    """Noise-free synthetic bodies (first person, every 5th frame) of a few classes, in metres,
+    turned from the generator's Kinect axes (x to the sensor's left) into the pose extractor's
+    (x to the image's right) by negating x."""
     bodies = []
     for i, name in enumerate(("wave", "kick", "bend_down", "punch", "sit_down", "clap")):
         params = sample_params(np.random.default_rng(i))
-        bodies.append(render_clean(name, params)[0, ::5].astype(np.float32))
+        body = render_clean(name, params)[0, ::5].astype(np.float32)
+        bodies.append(body * np.array([-1, 1, 1], dtype=np.float32))
     return bodies
 
 

@@ -82,6 +82,43 @@ def evaluate(
 
 
 @app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
+    input: Annotated[Path, typer.Argument(help="Video, skeleton pickle/npy, or a folder of them.")],
+    window: Annotated[
+        int | None, typer.Option(help="Frames per window; default: whole clip up to 300.")
+    ] = None,
+    stride: Annotated[
+        int | None, typer.Option(help="Frames between window starts; default window/2.")
+    ] = None,
+    topk: Annotated[int, typer.Option(help="Classes shown per window.")] = 5,
+    out: Annotated[Path, typer.Option(help="Folder for <name>.json and <name>_timeline.png.")] = Path(
+        "predictions"
+    ),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    show_windows: Annotated[bool, typer.Option("--windows", help="Print every window's top-k.")] = False,
+) -> None:
+    """Classify a video (pose extraction, then the skeleton model) or skeleton files, in sliding windows."""
+    import pickle
+
+    from lightact.inference import predict_path
+
+    try:
+        predictions = predict_path(
+            checkpoint, input, window, stride, topk, out, device=device, skip_errors=True
+        )
+    except (ValueError, OSError, pickle.UnpicklingError) as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    for prediction in predictions:
+        console.print(prediction.table(windows=show_windows))
+    if not predictions:
+        console.print(f"[red]nothing in {input} could be classified[/red]")
+        raise typer.Exit(1)
+    console.print(f"JSON and timeline PNGs in [bold]{out}[/bold]")
+
+
+@app.command()
 def models(
     modality: Annotated[str | None, typer.Option(help="skeleton, video, image or longvideo.")] = None,
 ) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
 import warnings
 from collections.abc import Iterable, Sequence
@@ -65,7 +66,11 @@ DEFAULT_FPS = 30.0  # NTU RGB+D and the synthetic data are 30 fps
 WHOLE_CLIP_MAX_FRAMES = 300
 DEFAULT_WINDOW = 150
 SKELETON_SUFFIXES = frozenset({".pkl", ".pickle", ".npy"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+# The pose extractor's (lightact.data.skeleton.pose.VIDEO_EXTENSIONS), listed here so that telling a
+# video from a skeleton file needs neither MediaPipe nor a video decoder.
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+)
 _BATCH_SIZE = 32
 # Padded models (ST-GCN) average over person slots, and lightact's NTU converter and synthetic data
 # always have two (the second all zeros for one-person actions): inputs with fewer get empty slots.
@@ -259,6 +264,7 @@ class Prediction:
         table = Table(
             title=f"{self.name}: [bold]{self.label}[/bold] ({self.score:.1%})",
             caption=f"{span}; mean of {used} window(s) of {self.window} frames, stride {self.stride}",
+            min_width=72,
         )
         for column in ("rank", "class", "probability"):
             table.add_column(column, justify="left" if column == "class" else "right")
@@ -288,9 +294,11 @@ class Prediction:
             for w, v in zip(self.windows, values, strict=True):  # each window's extent, faintly
                 if not np.isnan(v):
                     ax.hlines(v, w.start_time, w.end_time, color=line.get_color(), alpha=0.25, lw=4)
-        for w in self.windows:
-            if not w.has_person:
-                ax.axvspan(w.start_time, w.end_time, color="0.85", zorder=0)
+        empty = [w for w in self.windows if not w.has_person]
+        for i, w in enumerate(empty):
+            ax.axvspan(
+                w.start_time, w.end_time, color="0.85", zorder=0, label="no person" if i == 0 else None
+            )
         ax.set_xlim(0, max(self.duration, 1e-6))
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("time (s)")
@@ -542,6 +550,13 @@ class Recognizer:
             fps = _input_fps(item)
         window = min(window or self.default_window(total), total)
         stride = stride or max(1, window // 2)
+        resampled = any(isinstance(t, TemporalResample) for t in self.transform.transforms)
+        if self.input_format == "padded" and window > self.max_frames and not resampled:
+            warnings.warn(
+                f"windows of {window} frames are longer than the {self.max_frames} frames this model "
+                f"takes (data.max_frames): it sees only the first {self.max_frames} of each",
+                stacklevel=3,
+            )
         clips, spans, seen = [], [], []
         for start in window_starts(total, window, stride):
             end = min(start + window, total)
@@ -707,7 +722,10 @@ def _extract_pose(path: Path) -> dict[str, Any]:
             f"{path}: classifying a video needs the pose extractor (lightact.data.skeleton.pose and "
             f"MediaPipe), which cannot be imported: {err}"
         ) from None
-    annotation = extract_pose(str(path))
+    try:
+        annotation = extract_pose(str(path))
+    except ImportError as err:  # MediaPipe itself is missing (pose.MissingDependencyError)
+        raise PredictionInputError(f"{path}: classifying a video needs MediaPipe: {err}") from None
     if not isinstance(annotation, dict) or "keypoint" not in annotation:
         raise PredictionInputError(f"{path}: the pose extractor returned no annotation")
     annotation = dict(annotation)
@@ -822,7 +840,7 @@ def predict_path(
     for file in files:
         try:
             result = recognizer.predict(file, window=window, stride=stride, topk=topk)
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, pickle.UnpicklingError) as err:  # UnsafePickleError included
             if not skip_errors or not input.is_dir():
                 raise
             warnings.warn(f"skipping {file}: {err}", stacklevel=2)

@@ -7,6 +7,13 @@ nothing is padded. Each layer runs two branches in parallel and sums them:
 * temporal: per joint, linear attention over the frames of each clip (or fixed sub-segments).
 
 Clips are then pooled with a gated mean and classified from the flattened joints.
+
+Export. The packed forward reads the clip lengths into Python (``clip_ids`` -> list) and loops over
+the clips, which a tracer records as constants: an ONNX graph traced that way would only accept the
+exact clip lengths it was traced with. :class:`SingleClipSTAR` is the exportable form: it takes one
+clip ``[F, V, C]`` and computes every per-clip quantity (position code, temporal attention, pooling)
+with tensor operations over dim 0, so the frame count is a dynamic axis of the exported graph. The
+exported model therefore classifies one clip per call; batch clips by calling it several times.
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ class STARBlock(nn.Module):
         self.spatial = AttentionBranch(SparseGraphAttention(dim, heads, neighbours, valid), dim, dropout)
         self.temporal = AttentionBranch(SegmentedLinearAttention(dim, heads), dim, dropout)
 
-    def forward(self, x: Tensor, lengths: list[int]) -> Tensor:
+    def forward(self, x: Tensor, lengths: list[int] | int | None) -> Tensor:
         return self.spatial(x) + self.temporal(x, lengths)
 
 
@@ -88,6 +95,12 @@ class GatedMeanPool(nn.Module):
         context = torch.tanh(self.context(mean))
         gate = torch.sigmoid((x * context[clip_ids]).sum(-1, keepdim=True))
         return x.new_zeros((num_clips, *x.shape[1:])).index_add_(0, clip_ids, gate * x) / counts
+
+    def forward_single(self, x: Tensor) -> Tensor:
+        """The same pooling for one clip ``[F, V, C]`` -> ``[1, V, C]``, as reductions over dim 0."""
+        context = torch.tanh(self.context(x.mean(0, keepdim=True)))
+        gate = torch.sigmoid((x * context).sum(-1, keepdim=True))
+        return (gate * x).mean(0, keepdim=True)
 
 
 class STAR(nn.Module):
@@ -136,13 +149,27 @@ class STAR(nn.Module):
             nn.Linear(head_hidden, num_classes),
         )
 
-    def forward(self, x: Tensor, clip_ids: Tensor) -> Tensor:
-        frames, joints, channels = x.shape
-        if joints != self.num_joints or channels != self.in_channels:
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != self.num_joints or x.shape[2] != self.in_channels:
             raise ValueError(
                 f"STAR expects [frames, {self.num_joints} joints, {self.in_channels} channels], "
                 f"got {list(x.shape)}: is the data's joint layout the one the model was built for?"
             )
+
+    def forward_clip(self, x: Tensor) -> Tensor:
+        """One clip ``[F, V, C]`` -> logits ``[1, num_classes]``; equal to ``forward`` with all-zero
+        clip ids, but built from tensor operations only, so that tracing keeps ``F`` dynamic."""
+        self._check_input(x)
+        x = self.input_norm(x.flatten(1)).view_as(x)
+        positions = torch.ones_like(x[:, 0, 0]).cumsum(0) - 1  # 0..F-1 without reading F into Python
+        x = self.embed(x) + sinusoidal_code(positions, self.embed.out_features)[:, None]
+        for block in self.blocks:
+            x = block(x, self.segment_length)
+        return self.head(self.pool.forward_single(x))
+
+    def forward(self, x: Tensor, clip_ids: Tensor) -> Tensor:
+        self._check_input(x)
+        frames, joints, channels = x.shape
         lengths = clip_lengths(clip_ids)
         x = self.input_norm(x.reshape(frames, -1)).view(frames, joints, channels)
         x = (
@@ -153,6 +180,21 @@ class STAR(nn.Module):
         for block in self.blocks:
             x = block(x, segments)
         return self.head(self.pool(x, clip_ids, len(lengths)))
+
+
+class SingleClipSTAR(nn.Module):
+    """Exportable STAR: ``forward(x [F, V, C]) -> [1, num_classes]`` for one clip of any length.
+
+    Shares the parameters of the wrapped :class:`STAR`; see the module docstring for why the
+    exported graph takes one clip at a time.
+    """
+
+    def __init__(self, star: STAR) -> None:
+        super().__init__()
+        self.star = star
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.star.forward_clip(x)
 
 
 @register_model("star_64", modality="skeleton", input_format="packed")

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from lightact.data.video.reader import VideoDecodeError, iter_frames, video_info
+from lightact.data.video.reader import MissingDependencyError, VideoDecodeError, iter_frames, video_info
 
 __all__ = [
     "LAYOUT",
@@ -64,10 +64,6 @@ VIDEO_EXTENSIONS = frozenset(
 )
 _INSTALL_HINT = "pip install 'lightact[pose]' (or: pip install mediapipe==0.10.21)"
 _PART_VERSION = 1
-
-
-class MissingDependencyError(ImportError):
-    """An optional dependency is not installed; the message says what to install."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,16 +143,36 @@ def _contained(a: np.ndarray, b: np.ndarray) -> float:
     return float(ix * iy / area) if area > 0 else 1.0
 
 
-def _landmark_box(xy: np.ndarray, vis: np.ndarray, width: int, height: int) -> np.ndarray:
-    """[x0, y0, x1, y1] in pixels of the landmarks judged visible (all if fewer than 4), clipped."""
-    keep = vis >= 0.5
-    pts = xy[keep] if keep.sum() >= 4 else xy
-    x0, y0 = pts.min(axis=0)
-    x1, y1 = pts.max(axis=0)
+def _landmark_box(xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[x0, y0, x1, y1] in pixels around ALL 33 landmarks, clipped to the frame.
+
+    All landmarks, not only the visible ones: MediaPipe places occluded and off-frame joints where the
+    body should be, so the box covers the whole person (a box of the visible joints leaves e.g. the hair
+    and shoulders of a close-up face unmasked, and the next slot then "finds" them as a second person).
+    """
+    x0, y0 = xy.min(axis=0)
+    x1, y1 = xy.max(axis=0)
     return np.array(
         [np.clip(x0, 0, width), np.clip(y0, 0, height), np.clip(x1, 0, width), np.clip(y1, 0, height)],
         dtype=np.float64,
     )
+
+
+def _drop_short_runs(present: np.ndarray, min_run: int) -> np.ndarray:
+    """``present`` [T] with every run of consecutive True shorter than ``min_run`` set to False."""
+    keep = present.copy()
+    t = 0
+    while t < len(keep):
+        if not keep[t]:
+            t += 1
+            continue
+        end = t
+        while end < len(keep) and keep[end]:
+            end += 1
+        if end - t < min_run:
+            keep[t:end] = False
+        t = end
+    return keep
 
 
 class _Tracker:
@@ -278,6 +294,8 @@ class PoseExtractor:
         mask_margin: a found person's box is enlarged by this share of its width/height on each side
             before it is masked for the next slot.
         max_lost: frames a lost person is remembered for re-acquisition under the same index.
+        min_run: a person seen in fewer than this many consecutive frames is dropped from those frames
+            (leftovers of a masked person flicker in and out for a frame or two; 1 keeps everything).
     """
 
     def __init__(
@@ -287,8 +305,9 @@ class PoseExtractor:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
         *,
-        mask_margin: float = 0.1,
+        mask_margin: float = 0.05,
         max_lost: int = 15,
+        min_run: int = 3,
     ) -> None:
         if not 1 <= max_persons <= 4:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
@@ -299,6 +318,7 @@ class PoseExtractor:
         self.max_side = max_side
         self.mask_margin = mask_margin
         self.max_lost = max_lost
+        self.min_run = max(1, int(min_run))
         self._slots = [
             mp_pose.Pose(
                 static_image_mode=False,
@@ -359,7 +379,7 @@ class PoseExtractor:
                 [(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float64
             )
             xy, vis = lms[:, :2], lms[:, 2]
-            box = _landmark_box(xy * (width, height), vis, width, height)
+            box = _landmark_box(xy * (width, height), width, height)
             if (box[2] - box[0]) < 2 or (box[3] - box[1]) < 2:
                 break  # a degenerate (fully off-frame) pose
             # The same person again (a slot tracking into a masked area): not a new person.
@@ -420,6 +440,13 @@ class PoseExtractor:
         keypoint = np.stack(kp, axis=1)
         keypoint_score = np.stack(score, axis=1)
         keypoint_3d = np.stack(kp3d, axis=1)
+        if self.min_run > 1:
+            for person in range(m):
+                present = (keypoint_score[person] > 0).any(axis=1)
+                drop = present & ~_drop_short_runs(present, self.min_run)
+                keypoint[person, drop] = 0
+                keypoint_score[person, drop] = 0
+                keypoint_3d[person, drop] = 0
         # People seen in more frames first (stable, so ties keep first-found-first).
         order = np.argsort(-(keypoint_score > 0).any(axis=2).sum(axis=1), kind="stable")
         return PoseResult(
@@ -690,7 +717,7 @@ def _pool_context():
     # the parent's threads (fork).
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, "mediapipe"])
+        ctx.set_forkserver_preload([__name__])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -787,16 +814,17 @@ def run_pose(
         elif todo:
             ctx = _pool_context()
             queue = ctx.Queue()
-            with ProcessPoolExecutor(
+            pool = ProcessPoolExecutor(
                 max_workers=n_workers,
                 mp_context=ctx,
                 initializer=_worker_init,
                 initargs=(max_persons, max_side, queue),
-            ) as pool:
+            )
+            try:
                 pending = {pool.submit(_worker_run, i, str(videos[i][0]), str(parts[i])): i for i in todo}
                 while pending:
                     done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception):  # queue.Empty ends the draining
                         while True:
                             i, n = queue.get_nowait()
                             if i not in summaries and i not in failed:
@@ -807,7 +835,10 @@ def run_pose(
                             finish(i, future.result())
                         except BrokenProcessPool:
                             finish(i, {"error": f"{videos[i][0]}: a worker process died; rerun to retry"})
-            queue.close()
+            finally:
+                # On Ctrl-C: drop the videos not started yet; the running ones finish and are kept.
+                pool.shutdown(wait=True, cancel_futures=True)
+                queue.close()
 
     # Results of this run are read back from their parts, so a rerun's output is byte-identical.
     for i in summaries:

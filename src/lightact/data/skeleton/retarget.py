@@ -133,7 +133,8 @@ def mediapipe33_to_ntu25(
 
     The result is in Kinect camera space: x negated when ``mirror_x`` (Kinect's x grows to the
     image's left; see the module notes) and the hip centre (MediaPipe's origin, the mean of the two
-    hip joints) of each frame moved to ``(0, 0, depth)``. A person's frame whose landmarks are all zero (not seen) stays all zero.
+    hip joints) of each frame moved to ``(0, 0, depth)``. A person's frame whose landmarks are all
+    zero (not seen) stays all zero.
     """
     keypoint_3d = np.asarray(keypoint_3d)
     if keypoint_3d.ndim != 4 or keypoint_3d.shape[2:] != (MEDIAPIPE33.num_joints, 3):

@@ -2,8 +2,9 @@
 
 Every clip is rendered from a handful of joint angles per frame through a small forward-kinematics
 model, so limbs stay rigid and poses stay human whatever the random body, speed and camera. The
-output is the MMAction2/pyskl skeleton pickle schema, in camera-space metres with NTU's axes
-(x right, y up, z away from the camera; bodies around z = 3 m).
+output is the MMAction2/pyskl skeleton pickle schema, in camera-space metres with NTU's (Kinect's)
+right-handed axes: x grows to the sensor's left, y up, z away from the camera (bodies around
+z = 3 m). So, as in real NTU data, a person facing the camera has the right shoulder at larger x.
 
 Classes that differ only in temporal order (sit down / stand up, ...) share one motion function:
 the second class of each pair is the first's clean render played backwards, before noise and
@@ -583,7 +584,8 @@ def _camera(points: np.ndarray, p: MotionParams) -> np.ndarray:
     roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
     x, cam_height, depth = p.position
     placed = points @ yaw.T + np.array([x, -cam_height, depth])
-    return placed @ (roll @ pitch).T
+    # The room frame is built with x to the camera's right; Kinect's x grows to the camera's left.
+    return (placed @ (roll @ pitch).T) * np.array([-1.0, 1.0, 1.0])
 
 
 def render_clean(class_name: str, params: MotionParams) -> np.ndarray:

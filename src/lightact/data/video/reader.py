@@ -17,7 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VideoDecodeError", "VideoInfo", "iter_frames", "scaled_size", "video_info"]
+__all__ = [
+    "MissingDependencyError",
+    "VideoDecodeError",
+    "VideoInfo",
+    "iter_frames",
+    "scaled_size",
+    "video_info",
+]
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency is not installed; the message says what to install."""
 
 
 class VideoDecodeError(ValueError):
@@ -40,8 +51,10 @@ class VideoInfo:
 
 
 def _av():
-    import av  # PyAV; imported lazily so that importing this module stays cheap
-
+    try:
+        import av  # PyAV; imported lazily so that importing this module stays cheap
+    except ImportError as err:
+        raise MissingDependencyError("video decoding needs PyAV: pip install 'lightact[video]'") from err
     return av
 
 

@@ -39,20 +39,48 @@ class SegmentedLinearAttention(nn.Module):
         self.eps = eps
         self.qkv = nn.Linear(dim, 3 * dim)
 
-    def forward(self, x: Tensor, lengths: list[int]) -> Tensor:
-        """``x: [F, V, C]`` with ``F == sum(lengths)`` -> ``[F, V, C]``."""
+    def forward(self, x: Tensor, lengths: list[int] | int | None) -> Tensor:
+        """``x: [F, V, C]`` -> ``[F, V, C]``.
+
+        ``lengths`` says where segments end: a list of segment lengths summing to ``F`` (the packed
+        batch); an int ``S``: one sequence cut into segments of ``S`` frames (the last one shorter);
+        None: the whole sequence is one segment. The int and None forms use tensor operations only,
+        so a tracer (ONNX export) follows them with a dynamic number of frames.
+        """
         frames, joints, dim = x.shape
-        qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
-        qkv = qkv.permute(2, 1, 3, 0, 4).reshape(3, joints * self.heads, frames, dim // self.heads)
+        qkv = self.qkv(x).unflatten(-1, (3, self.heads, dim // self.heads))
+        qkv = qkv.permute(2, 1, 3, 0, 4).flatten(1, 2)
         q, k, v = qkv.unbind(0)  # [V·H, F, d] each
         q, k = feature_map(q), feature_map(k)
-        segments = zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)
-        out = [self._attend(qs, ks, vs) for qs, ks, vs in segments]
-        out = torch.cat(out, dim=1).view(joints, self.heads, frames, -1)
-        return out.permute(2, 0, 1, 3).reshape(frames, joints, dim)
+        if lengths is None:
+            out = self._attend(q, k, v)
+        elif isinstance(lengths, int):
+            out = self._attend_fixed_segments(q, k, v, lengths)
+        else:
+            segments = zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)
+            out = torch.cat([self._attend(qs, ks, vs) for qs, ks, vs in segments], dim=1)
+        out = out.unflatten(0, (joints, self.heads))
+        return out.permute(2, 0, 1, 3).flatten(2)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         # One segment, [B, T, d]: summarise keys and values once, then read out per query frame.
         kv = k.transpose(1, 2) @ v  # [B, d, d]
         normaliser = q @ k.sum(1, keepdim=True).transpose(1, 2)  # [B, T, 1]
         return (q @ kv) / (normaliser + self.eps)
+
+    def _attend_fixed_segments(self, q: Tensor, k: Tensor, v: Tensor, size: int) -> Tensor:
+        # One sequence [B, T, d] cut into segments of ``size`` frames, without Python loops over them:
+        # segment sums are differences of prefix sums, read at each frame's segment end and start.
+        frame = torch.ones_like(q[0, :, 0]).cumsum(0) - 1  # 0..T-1, T taken from the tensor
+        start = torch.div(frame, size, rounding_mode="floor") * size
+        end = torch.minimum(start + size, frame[-1:] + 1)  # exclusive
+        start, end = start.long(), end.long()
+        kv = (k.unsqueeze(-1) * v.unsqueeze(-2)).cumsum(1)  # [B, T, d, d]
+        ksum = k.cumsum(1)
+        kv = torch.cat([torch.zeros_like(kv[:, :1]), kv], dim=1)  # kv[:, i] = sum of the first i frames
+        ksum = torch.cat([torch.zeros_like(ksum[:, :1]), ksum], dim=1)
+        kv_segment = kv[:, end] - kv[:, start]  # [B, T, d, d]
+        ksum_segment = ksum[:, end] - ksum[:, start]  # [B, T, d]
+        numerator = (q.unsqueeze(-2) @ kv_segment).squeeze(-2)
+        normaliser = (q * ksum_segment).sum(-1, keepdim=True)
+        return numerator / (normaliser + self.eps)
