@@ -1,4 +1,7 @@
+import warnings
+
 import pytest
+import torch
 
 # A few seconds per epoch on one CPU core: 16 classes x 8 samples, a one-block STAR.
 TINY = [
@@ -16,3 +19,23 @@ TINY = [
 @pytest.fixture(scope="session")
 def tiny_overrides():
     return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def trained_work_dir(tmp_path_factory):
+    """A tiny STAR trained for one epoch on the synthetic set (a few seconds on one core)."""
+    from lightact.config import load_config
+    from lightact.engine.train import train
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = load_config(
+        None, [*TINY, f"work_dir={out}", "trainer.max_epochs=1", "data.synth.samples_per_class=4"]
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second intra-op thread only adds overhead
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return train(cfg)
+    finally:
+        torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import io
 import json
 import sys
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,33 +48,8 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def work_dir(tmp_path_factory) -> Path:
-    """A tiny STAR trained for one epoch on the synthetic set (~10 s on two CPU cores)."""
-    from lightact.config import load_config
-    from lightact.engine.train import train
-
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    cfg = load_config(
-        None,
-        [
-            f"work_dir={out}",
-            "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "data.synth.samples_per_class=4",
-            "trainer.progress_bar=false",
-            "model.dim=16",
-            "model.depth=1",
-            "model.heads=2",
-        ],
-    )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see _one_torch_thread; session fixtures are set up before it
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return train(cfg)
-    finally:
-        torch.set_num_threads(threads)
+def work_dir(trained_work_dir) -> Path:
+    return trained_work_dir
 
 
 @pytest.fixture(scope="session")

@@ -139,6 +139,12 @@ def test_missing_mediapipe_names_the_install_command(monkeypatch):
     assert issubclass(MissingDependencyError, ImportError)
 
 
+def test_missing_pyav_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(MissingDependencyError, match=r"lightact\[video\]"):
+        video_info(tmp_path / "any.mp4")
+
+
 def test_tracker_keeps_identities():
     a, b = np.array([10.0, 10, 50, 110]), np.array([100.0, 10, 140, 110])
     tracker = _Tracker(2, max_lost=5)

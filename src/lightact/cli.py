@@ -82,6 +82,51 @@ def evaluate(
 
 
 @app.command()
+def pose(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Videos, folders of videos, or video lists (path label).")
+    ],
+    out: Annotated[Path, typer.Option(help="Skeleton pickle to write (MediaPipe-33, 2D + 3D + scores).")],
+    labels: Annotated[
+        Path | None, typer.Option(help="Class names, one a line, stored in the pickle.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel videos; default all cores.")] = None,
+    max_persons: Annotated[int, typer.Option(help="People tracked per video.")] = 2,
+    max_side: Annotated[
+        int, typer.Option(help="Frames are downscaled to this longer side before pose.")
+    ] = 640,
+) -> None:
+    """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
+    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
+
+    try:
+        stats = run_pose(
+            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
+        )
+    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
+    for column in ("video", "frames", "person found", "second person", "fps"):
+        table.add_column(column, justify="left" if column == "video" else "right")
+    for video, row in stats["per_video"].items():
+        fps = "resumed" if row["resumed"] else f"{row['fps']:.1f}"
+        table.add_row(
+            Path(video).name,
+            str(row["frames"]),
+            f"{row['person_share']:.0%}",
+            f"{row['second_person_share']:.0%}",
+            fps,
+        )
+    console.print(table)
+    for failure in stats["failed"]:
+        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
+    console.print(f"wrote {out}")
+    if stats["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
     input: Annotated[Path, typer.Argument(help="Video, skeleton pickle/npy, or a folder of them.")],
@@ -192,15 +237,84 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
     num_classes: Annotated[int | None, typer.Option(help="Labels must lie below this.")] = None,
 ) -> None:
-    """Check a skeleton pickle against the schema; exits 1 when there are problems."""
-    from lightact.data.skeleton.validate import format_problems, validate_annotations
+    """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
+    from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
 
     problems = validate_annotations(file, num_classes=num_classes)
     if not problems:
         console.print(f"{file}: no problems found")
         return
     console.print(format_problems(problems), markup=False, highlight=False)
-    raise typer.Exit(1)
+    if has_errors(problems):
+        raise typer.Exit(1)
+
+
+# --- bench and export (efficiency protocol) -------------------------------------------------------
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark models x backends: params, FLOPs/MACs, latency, throughput, memory (bench --help)."""
+    from lightact.bench.command import run as run_bench_command
+
+    raise typer.Exit(
+        run_bench_command(ctx.args, echo=lambda s: console.print(s, markup=False, highlight=False))
+    )
+
+
+@app.command("export")
+def export(
+    source: Annotated[
+        str | None, typer.Argument(help="Registered model name, or a checkpoint (work dir / .safetensors).")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    dynamic: Annotated[
+        str | None, typer.Option(help="Dynamic axes, comma-separated (batch, frames, persons) or 'all'.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="File to write; with --all, a folder.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    tolerance: Annotated[float, typer.Option(help="Max |onnxruntime - torch| allowed.")] = 1e-4,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Try every registered model; list exportable or not, and why.")
+    ] = False,
+) -> None:
+    """Export to ONNX and verify with ONNX Runtime on two input sizes; fails (exit 1) on any mismatch."""
+    from lightact.export import ExportError, check_all_models, export_model
+
+    if format != "onnx":
+        console.print(f"[red]unsupported format {format!r}: only onnx[/red]")
+        raise typer.Exit(2)
+    if all_models:
+        rows = check_all_models(out or Path("onnx_export_check"), tolerance=tolerance)
+        table = Table(title=f"ONNX export of every registered model (tolerance {tolerance:g})")
+        for column in ("model", "status", "dynamic axes", "checked inputs", "max |diff|", "reason"):
+            table.add_column(column)
+        for row in rows:
+            diff = f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else ""
+            table.add_row(row["model"], row["status"], row["dynamic"], row["checked"], diff, row["reason"])
+        console.print(table)
+        return
+    if source is None:
+        console.print("[red]give a model name or checkpoint, or --all[/red]")
+        raise typer.Exit(2)
+    try:
+        result = export_model(source, out, dynamic, tolerance=tolerance, opset=opset)
+    except (ExportError, KeyError, FileNotFoundError, ValueError) as err:
+        console.print(f"export failed: {err}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    shapes = " and ".join("x".join(map(str, s)) for s in result.input_shapes_checked)
+    axes = ", ".join(result.dynamic_axes.values()) or "none (static shapes)"
+    console.print(
+        f"wrote {result.path} (opset {result.opset}, dynamic: {axes}); onnxruntime matches torch on "
+        f"{shapes}: max |diff| {result.worst_diff:.1e} <= {result.tolerance:g}",
+        markup=False,
+        highlight=False,
+    )
+    if result.note:
+        console.print(result.note, markup=False, highlight=False)
 
 
 def main() -> None:

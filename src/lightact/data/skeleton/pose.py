@@ -3,12 +3,14 @@
 MediaPipe's (legacy) Pose solution finds ONE person per image. To find up to ``max_persons`` people,
 :class:`PoseExtractor` keeps one Pose instance per person *slot*, each in video (tracking) mode, and
 runs them one after another on every frame: slot ``k`` sees the frame with the people found by slots
-``0 .. k-1`` painted over (their landmark bounding box, enlarged a little, filled with the frame's mean
-colour), so it must find somebody else. A slot that finds nobody ends the frame: later slots would see
-the same picture. Slots are only detectors; which *output* person a detection belongs to is decided by
-a small tracker that matches detections to the previous frames' people by bounding-box overlap and
-centroid distance (exact assignment, at most 4 x 4), and lets a person that was lost for a while be
-re-acquired. At the end the people are ordered by the number of frames they were seen in.
+``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``, filled
+with the frame's mean colour), so it must find somebody else. A slot that finds nobody ends the frame:
+later slots would see the same picture. Slots are only detectors; which *output* person a detection
+belongs to is decided by a small tracker that matches detections to the previous frames' people by
+bounding-box overlap and centroid distance (exact assignment, at most 4 x 4), and lets a person that
+was lost for a while be re-acquired. Afterwards, appearances shorter than ``min_run`` frames (mostly
+leftovers of a masked person) are removed, and the people are ordered by the number of frames they
+were seen in. ``docs/pose.md`` has measurements and the known failure cases.
 
 Outputs per video (``M = max_persons`` always, ``T`` = decoded frames, 33 MediaPipe landmarks):
 
@@ -114,7 +116,7 @@ def _import_mediapipe():
 
 def mediapipe_available() -> bool:
     """Whether MediaPipe can be imported (without importing it when it is already loaded)."""
-    if "mediapipe" in sys.modules:
+    if sys.modules.get("mediapipe") is not None:
         return True
     try:
         _import_mediapipe()
@@ -296,6 +298,10 @@ class PoseExtractor:
         max_lost: frames a lost person is remembered for re-acquisition under the same index.
         min_run: a person seen in fewer than this many consecutive frames is dropped from those frames
             (leftovers of a masked person flicker in and out for a frame or two; 1 keeps everything).
+        second_search_every: a slot after the first that found nobody searches again only every this
+            many frames (while it tracks somebody it runs on every frame). MediaPipe's person detector
+            costs about as much as its landmark model, so 1 (search every frame) nearly doubles the
+            cost of one-person videos; larger values pick up a second person up to that many frames late.
     """
 
     def __init__(
@@ -308,6 +314,7 @@ class PoseExtractor:
         mask_margin: float = 0.05,
         max_lost: int = 15,
         min_run: int = 3,
+        second_search_every: int = 1,
     ) -> None:
         if not 1 <= max_persons <= 4:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
@@ -319,6 +326,8 @@ class PoseExtractor:
         self.mask_margin = mask_margin
         self.max_lost = max_lost
         self.min_run = max(1, int(min_run))
+        self.second_search_every = max(1, int(second_search_every))
+        self._idle = [0] * max_persons  # frames each slot still skips before searching again
         self._slots = [
             mp_pose.Pose(
                 static_image_mode=False,
@@ -350,6 +359,7 @@ class PoseExtractor:
             for pose in self._slots:
                 pose.reset()
         self._fresh = False
+        self._idle = [0] * self.max_persons
 
     def _detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Up to ``max_persons`` people in one RGB frame: (xy normalised [33, 2], visibility [33],
@@ -360,6 +370,9 @@ class PoseExtractor:
         fill: np.ndarray | None = None
         for k, pose in enumerate(self._slots):
             if k > 0:
+                if self._idle[k] > 0:
+                    self._idle[k] -= 1
+                    break
                 if fill is None:
                     fill = frame.reshape(-1, 3).mean(axis=0).astype(np.uint8)
                     image = frame.copy()
@@ -371,6 +384,7 @@ class PoseExtractor:
                 ] = fill
             result = pose.process(image)
             if result.pose_landmarks is None or result.pose_world_landmarks is None:
+                self._idle[k] = self.second_search_every - 1 if k > 0 else 0
                 break
             lms = np.array(
                 [(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float64
@@ -380,10 +394,14 @@ class PoseExtractor:
             )
             xy, vis = lms[:, :2], lms[:, 2]
             box = _landmark_box(xy * (width, height), width, height)
-            if (box[2] - box[0]) < 2 or (box[3] - box[1]) < 2:
-                break  # a degenerate (fully off-frame) pose
-            # The same person again (a slot tracking into a masked area): not a new person.
-            if any(_box_iou(box, f[3]) > 0.5 or _contained(box, f[3]) > 0.8 for f in found):
+            # A degenerate (fully off-frame) pose, or the same person again (a slot tracking into a
+            # masked area): nobody new.
+            if (
+                (box[2] - box[0]) < 2
+                or (box[3] - box[1]) < 2
+                or any(_box_iou(box, f[3]) > 0.5 or _contained(box, f[3]) > 0.8 for f in found)
+            ):
+                self._idle[k] = self.second_search_every - 1 if k > 0 else 0
                 break
             found.append((xy, vis, world, box))
         return found

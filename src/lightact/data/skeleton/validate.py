@@ -31,12 +31,13 @@ KINDS = {
     "total_frames": "total_frames differs from the keypoint's T",
     "score_shape": "keypoint_score is not [M, T, V] matching keypoint",
     "missing_score": "2D keypoints without keypoint_score",
+    "unlabelled": "label -1 (unknown, as pose extraction writes it): fine for predict, not for training",
     "non_finite": "NaN or infinite coordinates or scores",
     "label_range": "label is negative or not below num_classes",
     "duplicate": "the same frame_dir is annotated more than once",
     "split_unknown_id": "a split lists an id that has no annotation",
 }
-WARNING_KINDS = frozenset({"missing_score"})
+WARNING_KINDS = frozenset({"missing_score", "unlabelled"})
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def _check_annotation(index: int, ann: Any, num_classes: int | None) -> tuple[st
         label = ann["label"]
         if not _is_int(label):
             add("bad_type", f"label {label!r} is a {type(label).__name__}, not an int")
+        elif label == -1:
+            add("unlabelled", "label -1 (unknown)")
         elif num_classes is not None and not 0 <= label < num_classes:
             add("label_range", f"label {label} is not in [0, {num_classes})")
         elif label < 0:
