@@ -1,5 +1,7 @@
 """The command line: thin, and its errors are messages rather than tracebacks."""
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from lightact.cli import app
@@ -47,3 +49,20 @@ def test_eval_reports_from_a_work_dir(tmp_path, tiny_overrides):
     assert result.exit_code == 0, result.output
     assert "top-1" in result.output and "walk_apart" in result.output
     assert {p.name for p in out.iterdir()} == {"metrics.json", "per_class.csv", "confusion_matrix.png"}
+
+
+def test_one_set_takes_several_overrides(tmp_path):
+    from lightact.cli import _config
+
+    cfg = _config(None, ["model.dim=128"], ["trainer.max_epochs=5"])
+    assert cfg.model.kwargs == {"dim": 128} and cfg.trainer.max_epochs == 5
+    # With no CONFIG file, typer hands the first extra override over as CONFIG.
+    cfg = _config(Path("trainer.max_epochs=7"), ["model.dim=32"])
+    assert cfg.trainer.max_epochs == 7 and cfg.model.kwargs == {"dim": 32}
+    result = runner.invoke(app, ["train", "--set", "model.dim=8", "trainer.max_epoch=5"])
+    assert result.exit_code == 2 and "trainer.max_epoch: unknown key" in result.output
+    result = runner.invoke(app, ["train", "--set", "model.dim=8", "stray"])
+    assert result.exit_code == 2 and "config file stray does not exist" in result.output
+    config = Path(__file__).resolve().parents[1] / "configs" / "star_synth.yaml"
+    result = runner.invoke(app, ["train", str(config), "--set", "model.dim=8", "stray"])
+    assert result.exit_code == 2 and "unexpected argument(s) ['stray']" in result.output

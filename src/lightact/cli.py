@@ -24,11 +24,23 @@ ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML; none = 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.dim=128.")]
 
 
-def _config(config: Path | None, overrides: list[str] | None):
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _config(config: Path | None, overrides: list[str] | None, extra: list[str] = ()):
+    """Load CONFIG with its overrides. ``--set a=1 b=2`` leaves ``b=2`` to typer as an extra
+    argument (or as CONFIG when no file is given), so every ``key=value`` word counts as an override."""
     from lightact.config import ConfigError, load_config
 
+    overrides = [*(overrides or []), *extra]
+    if config is not None and "=" in config.name and not config.exists():
+        config, overrides = None, [str(config), *overrides]
+    stray = [o for o in overrides if "=" not in o]
+    if stray:
+        console.print(f"[red]unexpected argument(s) {stray}: overrides are key.path=value[/red]")
+        raise typer.Exit(2)
     try:
-        return load_config(config, overrides or [])
+        return load_config(config, overrides)
     except ConfigError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
@@ -48,8 +60,9 @@ def _print_metrics(metrics: dict) -> None:
     )
 
 
-@app.command()
+@app.command(context_settings=OVERRIDES)
 def train(
+    ctx: typer.Context,
     config: ConfigArg = None,
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the config's work_dir.")] = False,
@@ -57,7 +70,7 @@ def train(
     """Train a model, then evaluate it; writes weights, config, logs and reports to the work dir."""
     from lightact.engine.train import train as run_training
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, overrides, ctx.args)
     work_dir = run_training(cfg, resume=resume)
     import json
 
@@ -67,8 +80,9 @@ def train(
     console.print(f"work dir: [bold]{work_dir}[/bold]")
 
 
-@app.command("eval")
+@app.command("eval", context_settings=OVERRIDES)
 def evaluate(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Experiment YAML the model was trained with.")],
     checkpoint: Annotated[Path, typer.Option(help="Work dir or model.safetensors.")],
     overrides: SetOpt = None,
@@ -77,7 +91,7 @@ def evaluate(
     """Top-1, top-5 and mean-class accuracy, per-class table and confusion matrix PNG."""
     from lightact.engine.train import evaluate as run_evaluation
 
-    cfg = _config(config, overrides)
+    cfg = _config(config, overrides, ctx.args)
     _print_metrics(run_evaluation(cfg, checkpoint, out_dir=out))
 
 
