@@ -13,7 +13,6 @@ bodies that move most are kept, in the order they first appear.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 import warnings
@@ -26,6 +25,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from lightact.data.skeleton.pickle_io import save_pickle
+from lightact.utils import available_cores, progress_bar
 
 NUM_JOINTS = 25
 JOINT_FIELDS = 12  # x y z depthX depthY colorX colorY orientationW/X/Y/Z trackingState
@@ -375,13 +375,6 @@ def skeleton_to_keypoint(skeleton: NTUSkeleton, max_bodies: int = 2, **select_kw
 # Converting a directory
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _convert_one(path: str) -> tuple[str, np.ndarray | None, str | None]:
     """Worker: ``(sample id, keypoint, None)`` or ``(sample id, None, error message)``; never raises."""
     name = Path(path).name[: -len(".skeleton")]
@@ -396,26 +389,6 @@ def _convert_one(path: str) -> tuple[str, np.ndarray | None, str | None]:
         return name, None, str(err)
     except Exception as err:  # a bug must not lose hours of conversion either
         return name, None, f"{path}: {type(err).__name__}: {err}"
-
-
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
 
 
 def convert_ntu(
@@ -467,10 +440,10 @@ def convert_ntu(
             continue
         todo.append(str(path))
 
-    workers = max(1, workers if workers is not None else _available_cores())
+    workers = max(1, workers if workers is not None else available_cores())
     workers = min(workers, max(1, len(todo)))
     annotations: list[dict[str, Any]] = []
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"converting {dataset}", total=len(todo))
         if workers == 1:
             results: Iterable[tuple[str, np.ndarray | None, str | None]] = map(_convert_one, todo)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from lightact.data.video.reader import MissingDependencyError, VideoDecodeError, iter_frames, video_info
+from lightact.utils import available_cores, progress_bar
 
 __all__ = [
     "LAYOUT",
@@ -688,34 +689,6 @@ def _worker_run(index: int, video: str, part: str) -> dict[str, Any]:
     return _process_one(_WORKER["extractor"], Path(video), Path(part), on_frame)
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
-
-
 def _unique_ids(videos: Sequence[Path]) -> list[str]:
     """``frame_dir`` of each video: its stem, or ``stem_<hash>`` when another video has the same stem."""
     counts: dict[str, int] = {}
@@ -800,9 +773,9 @@ def run_pose(
             estimates[i] = max(1, video_info(videos[i][0]).num_frames)
         except VideoDecodeError:
             estimates[i] = 1
-    n_workers = max(1, min(workers if workers is not None else _available_cores(), len(todo) or 1))
+    n_workers = max(1, min(workers if workers is not None else available_cores(), len(todo) or 1))
 
-    with _progress(progress) as bar:
+    with progress_bar(progress, "frames") as bar:
         task = bar.add_task(f"pose: {len(videos)} videos", total=sum(estimates.values()) or None)
         done_frames: dict[int, int] = {i: 0 for i in todo}
 
