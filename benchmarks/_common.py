@@ -81,6 +81,28 @@ def interleaved_timings(
     return times
 
 
+def parallel_region_cost(threads: int, regions: int = 100) -> tuple[float, float]:
+    """Seconds per parallel region with 1 thread and with ``threads`` threads: a contention gauge.
+
+    Each call below is one small elementwise op that torch splits over its threads. On a quiet machine
+    the multi-thread cost is at most about the single-thread one; when other processes keep the cores
+    busy, every region waits for a descheduled worker thread (a scheduler time slice, milliseconds), and
+    models made of many small ops slow down far more than models made of a few big ones.
+    """
+    previous = torch.get_num_threads()
+    x = torch.zeros(200_000)
+    costs = []
+    for n in (1, threads):
+        torch.set_num_threads(n)
+        x.add_(1.0)
+        start = time.perf_counter()
+        for _ in range(regions):
+            x.add_(1.0)
+        costs.append((time.perf_counter() - start) / regions)
+    torch.set_num_threads(previous)
+    return costs[0], costs[1]
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile, ``q`` in [0, 100]."""
     ordered = sorted(values)

@@ -21,8 +21,9 @@ RSS before the model was built; CUDA: ``max_memory_allocated`` minus what the in
 timed in interleaved rounds (A, B, C, A, B, C, ...) so machine load affects all alike; figures are medians
 and the ratios are measured in the same run.
 
-    python benchmarks/skeleton_efficiency.py                    # default, ~6-8 min on a 2-core CPU
-    python benchmarks/skeleton_efficiency.py --quick            # smoke test, under a minute
+    python benchmarks/skeleton_efficiency.py                    # default: 7-11 min on a busy 2-core CPU
+    python benchmarks/skeleton_efficiency.py --threads 1        # steadier where other processes share the CPU
+    python benchmarks/skeleton_efficiency.py --quick            # smoke test, about a minute
     python benchmarks/skeleton_efficiency.py --device cuda --json skeleton.json
 """
 
@@ -48,6 +49,7 @@ from _common import (
     interleaved_timings,
     machine_info,
     median,
+    parallel_region_cost,
     peak_rss_bytes,
     percentile,
     reset_peak_rss,
@@ -133,7 +135,8 @@ def pad_packed(clips: list[Tensor], length: int) -> tuple[Tensor, Tensor]:
     """STAR input with every clip zero-padded to ``length`` frames: ``[N * length, V, C]`` and clip ids."""
     x = clips[0].new_zeros((len(clips) * length, *clips[0].shape[1:]))
     for i, clip in enumerate(clips):
-        x[i * length : i * length + len(clip)] = clip[:length]
+        n = min(len(clip), length)
+        x[i * length : i * length + n] = clip[:n]
     return x, torch.arange(len(clips)).repeat_interleave(length)
 
 
@@ -151,7 +154,7 @@ class Workload:
     inputs: tuple[Tensor, ...]
     frames_fed: int  # rows of person-frames the model processes for the whole batch
     single_clips: list[tuple[Tensor, ...]]  # batch-1 inputs, one per clip (for latency)
-    train: bool = True  # also measure training throughput and memory
+    train: bool = True  # also measure batch-1 latency, training throughput and memory
 
     @property
     def clips(self) -> int:
@@ -325,8 +328,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     load_before = machine_info(device)["load_average_1_5_15"]
 
+    contention: list[dict] = []
+
     def phase(message: str) -> None:
-        log(f"[{time.perf_counter() - started:5.0f} s] {message}")
+        one, many = parallel_region_cost(args.threads)
+        contention.append(
+            {"phase": message, "region_us_1_thread": one * 1e6, "region_us_threads": many * 1e6}
+        )
+        gauge = f"parallel region {one * 1e6:.0f} us at 1 thread, {many * 1e6:.0f} us at {args.threads}"
+        log(f"[{time.perf_counter() - started:5.0f} s] {message} ({gauge})")
 
     phase("FLOPs per clip (forward, eval)")
     flops = {}
@@ -359,7 +369,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     memory: dict[str, int] = {}
     if not args.no_memory:
         phase("peak memory of one training step, fresh process per model")
-        probes = [w for w in train_workloads if not args.quick or w.key in ("stgcn", "star_64/ntu60/packed")]
+        probes = [w for w in train_workloads if not args.quick or w.key == "star_64/ntu60/packed"]
         memory = measure_memory(probes, args)
     phase("done")
 
@@ -392,6 +402,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "probe"},
         "machine": info,
         "wall_seconds": time.perf_counter() - started,
+        "contention": contention,
         "flop_convention": "FlopCounterMode: 2 FLOPs per multiply-add; GMACs = GFLOPs / 2",
         "scenarios": {
             s.key: {"title": s.title, "persons": s.persons, "frames_per_person": s.frames}
@@ -419,9 +430,12 @@ def ratio_entry(name: str, value: float, bar: float | None, rounds: list[float] 
     return entry
 
 
-def speedup(results: dict, slow: str, fast: str, kind: str) -> tuple[float, list[float]]:
-    """Throughput ratio fast / slow (clips per second) from the medians, and the per-round ratios."""
+def speedup(results: dict, slow: str, fast: str, kind: str) -> tuple[float, list[float]] | None:
+    """Throughput ratio fast / slow (clips per second) from the medians, and the per-round ratios;
+    None where either was not measured."""
     key = f"{kind}_clips_per_s"
+    if key not in results[fast] or key not in results[slow]:
+        return None
     value = results[fast][key] / results[slow][key]
     # Per round: seconds per clip of slow over seconds per clip of fast.
     slow_per_clip = [t / results[slow]["clips"] for t in results[slow][f"{kind}_seconds"]]
@@ -430,50 +444,39 @@ def speedup(results: dict, slow: str, fast: str, kind: str) -> tuple[float, list
 
 
 def compute_ratios(results: dict, scenario_keys: list[str]) -> list[dict]:
-    star = "star_64/ntu60/packed"
-    ratios = [
-        ratio_entry(
-            "params ST-GCN / STAR-64", results["stgcn"]["params"] / results[star]["params"], BARS["params"]
-        )
-    ]
+    stgcn, star = results["stgcn"], results["star_64/ntu60/packed"]
+    ratios = [ratio_entry("params ST-GCN / STAR-64", stgcn["params"] / star["params"], BARS["params"])]
+
+    def add_speedup(name: str, slow: str, fast: str, kind: str, bar: float | None) -> None:
+        found = speedup(results, slow, fast, kind)
+        if found is not None:
+            ratios.append(ratio_entry(name, found[0], bar, found[1]))
+
     for s in scenario_keys:
-        packed, packed_128 = f"star_64/{s}/packed", f"star_128/{s}/packed"
-        for kind, bar in (("infer", BARS["inference"]), ("train", BARS["training"])):
-            label = "inference" if kind == "infer" else "training"
-            value, rounds = speedup(results, "stgcn", packed, kind)
-            ratios.append(ratio_entry(f"[{s}] {label} throughput STAR-64 / ST-GCN", value, bar, rounds))
-            value, rounds = speedup(results, "stgcn", packed_128, kind)
-            ratios.append(ratio_entry(f"[{s}] {label} throughput STAR-128 / ST-GCN", value, None, rounds))
+        packed = f"star_64/{s}/packed"
+        for kind, label, bar in (
+            ("infer", "inference", BARS["inference"]),
+            ("train", "training", BARS["training"]),
+        ):
+            add_speedup(f"[{s}] {label} throughput STAR-64 / ST-GCN", "stgcn", packed, kind, bar)
+            add_speedup(
+                f"[{s}] {label} throughput STAR-128 / ST-GCN", "stgcn", f"star_128/{s}/packed", kind, None
+            )
         for padded, label in (
             (f"star_64/{s}/padded-longest", "longest clip"),
             ("star_64/any/padded-600", "600"),
         ):
-            value, rounds = speedup(results, padded, packed, "infer")
             name = f"[{s}] inference throughput STAR-64 packed / padded to {label}"
-            ratios.append(ratio_entry(name, value, BARS["packing"], rounds))
-        ratios.append(
-            ratio_entry(
-                f"[{s}] GMACs per clip ST-GCN / STAR-64",
-                results["stgcn"]["flops_per_clip"] / results[packed]["flops_per_clip"],
-                None,
-            )
-        )
-        ratios.append(
-            ratio_entry(
-                f"[{s}] batch-1 median latency ST-GCN / STAR-64",
-                results["stgcn"]["latency_median_ms"] / results[packed]["latency_median_ms"],
-                None,
-                paired_ratios(results["stgcn"]["latency_seconds"], results[packed]["latency_seconds"]),
-            )
-        )
-        if "peak_memory_bytes" in results[packed]:
-            ratios.append(
-                ratio_entry(
-                    f"[{s}] training peak memory ST-GCN / STAR-64",
-                    results["stgcn"]["peak_memory_bytes"] / results[packed]["peak_memory_bytes"],
-                    None,
-                )
-            )
+            add_speedup(name, padded, packed, "infer", BARS["packing"])
+        star = results[packed]
+        macs = stgcn["flops_per_clip"] / star["flops_per_clip"]
+        ratios.append(ratio_entry(f"[{s}] GMACs per clip ST-GCN / STAR-64", macs, None))
+        rounds = paired_ratios(stgcn["latency_seconds"], star["latency_seconds"])
+        latency = stgcn["latency_median_ms"] / star["latency_median_ms"]
+        ratios.append(ratio_entry(f"[{s}] batch-1 median latency ST-GCN / STAR-64", latency, None, rounds))
+        if "peak_memory_bytes" in star and "peak_memory_bytes" in stgcn:
+            memory = stgcn["peak_memory_bytes"] / star["peak_memory_bytes"]
+            ratios.append(ratio_entry(f"[{s}] training peak memory ST-GCN / STAR-64", memory, None))
     return ratios
 
 
@@ -532,6 +535,20 @@ def ratios_table(report: dict) -> str:
     return format_table(["ratio", "value", "per-round range", "bar", "verdict"], rows)
 
 
+def contention_note(contention: list[dict], threads: int) -> str:
+    """One line on how contended the CPU was, from the parallel-region gauge taken at every phase."""
+    costs = ", ".join(f"{c['region_us_threads']:.0f}" for c in contention)
+    worst = max(contention, key=lambda c: c["region_us_threads"] / c["region_us_1_thread"])
+    line = f"contention gauge: one parallel region at {threads} threads took {costs} us at the phase starts"
+    if worst["region_us_threads"] > 10 * worst["region_us_1_thread"] and worst["region_us_threads"] > 100:
+        line += (
+            f" vs {worst['region_us_1_thread']:.0f} us at 1 thread. WARNING: other processes held the cores, "
+            "so every multi-threaded op waited for a descheduled thread; small-op models (STAR, batch 1) "
+            "suffer most. Rerun on a quiet machine or with --threads 1"
+        )
+    return line
+
+
 def render(report: dict) -> str:
     m, a = report["machine"], report["args"]
     lines = [
@@ -543,6 +560,8 @@ def render(report: dict) -> str:
         f"FLOPs: {report['flop_convention']} (matmuls, convolutions and attention only)",
         "'—': not measured (padded STAR: inference only; STAR-128 on the 2-person batch trains with --full)",
     ]
+    if m["device"] == "cpu" and a["threads"] > 1:
+        lines.append(contention_note(report["contention"], a["threads"]))
     for key, s in report["scenarios"].items():
         frames = s["frames_per_person"]
         pairs = sum(p == 2 for p in s["persons"])
@@ -575,7 +594,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: batch 2, single rounds, 2 memory probes"
+        "--quick", action="store_true", help="smoke test: batch 2, single rounds, 1 memory probe"
     )
     parser.add_argument(
         "--full", action="store_true", help="also train STAR-128 on the 2-person batch (slow, no bar)"
