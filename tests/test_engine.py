@@ -91,7 +91,7 @@ def test_multi_clip_evaluation_runs_every_view(tmp_path, tiny_overrides):
     assert metrics["num_clips"] == 3 and metrics["num_samples"] == 32
     assert (tmp_path / "multi" / "confusion_matrix.png").is_file()
 
-    other = load_config(None, [*tiny_overrides, "model.name=stgcn"])
+    other = load_config(None, ["model.name=stgcn", "data.synth.samples_per_class=8"])
     with pytest.raises(ValueError, match="holds model star_64"):
         evaluate(other, work_dir)
 

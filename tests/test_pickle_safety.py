@@ -182,7 +182,8 @@ def test_each_problem_kind_names_its_sample() -> None:
         "annotations": [
             _ann("ok"),
             bad_kp,
-            _ann("neg", label=-1),
+            _ann("neg", label=-2),
+            _ann("unknown", label=-1),
             _ann("big", label=60),
             _ann("dup"),
             _ann("dup"),
@@ -203,6 +204,7 @@ def test_each_problem_kind_names_its_sample() -> None:
     assert found == {
         ("nan", "non_finite"),
         ("neg", "label_range"),
+        ("unknown", "unlabelled"),
         ("big", "label_range"),
         ("dup", "duplicate"),
         ("no_label", "missing_key"),
@@ -218,12 +220,13 @@ def test_each_problem_kind_names_its_sample() -> None:
         (None, "structure"),
     }
     assert len(problems) == len(found)  # one problem each: a duplicate is reported once
-    assert {p.sample for p in problems if p.severity == "warning"} == {"noscore"}
+    # -1 is MMAction2's "unknown" (pose extraction writes it): fine to predict on, so only a warning.
+    assert {p.sample for p in problems if p.severity == "warning"} == {"noscore", "unknown"}
     assert has_errors(problems) and not has_errors([p for p in problems if p.kind == "missing_score"])
     messages = {(p.sample, p.kind): p.message for p in problems}
     assert messages[("big", "label_range")] == "big: label 60 is not in [0, 60)"
     assert messages[("frames", "total_frames")] == "frames: total_frames is 6 but keypoint has T = 5"
-    assert "annotation #15" in messages[(None, "structure")]
+    assert "annotation #16" in messages[(None, "structure")]
 
     # Without num_classes only negative labels are out of range.
     assert {p.sample for p in validate_annotations(data) if p.kind == "label_range"} == {"neg"}
