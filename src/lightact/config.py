@@ -43,11 +43,11 @@ class DataConfig(Strict):
     batch_size: int = Field(32, ge=1)
     num_workers: int = Field(0, ge=0)
     max_frames: int = Field(300, ge=1)  # padded models see exactly this many frames
-    # The quickstart resamples every clip to 48 frames: the synthetic motions need no more, and it
+    # The quickstart resamples every clip to 32 frames: the synthetic motions need no more, and it
     # keeps a CPU epoch short. Real-data configs set their own (or none: STAR takes any length).
-    train_transforms: list[str | dict[str, Any]] = [{"name": "temporal_resample", "length": 48}]
+    train_transforms: list[str | dict[str, Any]] = [{"name": "temporal_resample", "length": 32}]
     test_transforms: list[str | dict[str, Any]] = [
-        {"name": "temporal_resample", "length": 48, "random_offset": False}
+        {"name": "temporal_resample", "length": 32, "random_offset": False}
     ]
 
 
@@ -90,13 +90,13 @@ class OptimConfig(Strict):
     weight_decay: float = Field(4e-5, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     nesterov: bool = True  # sgd only
-    warmup_epochs: float = Field(1.0, ge=0)
+    warmup_epochs: float = Field(0.5, ge=0)
     min_lr_ratio: float = Field(0.01, ge=0, le=1)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
 
 
 class TrainerConfig(Strict):
-    max_epochs: int = Field(4, ge=1)
+    max_epochs: int = Field(6, ge=1)
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = Field(1, ge=1)
