@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from lightact.config import DataConfig
 from lightact.data.skeleton.features import joint_bone_motion, person_frames
 from lightact.data.skeleton.layouts import MEDIAPIPE33, NTU25, Layout
 from lightact.data.skeleton.pickle_io import save_pickle
@@ -28,6 +29,9 @@ from lightact.inference import (
     window_starts,
 )
 from lightact.models.registry import create_model, model_entry
+
+# The frames per clip of the training run the fixture makes (the quickstart default).
+RESAMPLE_LENGTH = DataConfig().test_transforms[0]["length"]
 
 N = {name: i for i, name in enumerate(NTU25.joints)}
 P = {name: i for i, name in enumerate(MEDIAPIPE33.joints)}
@@ -161,9 +165,13 @@ def test_from_checkpoint_reads_what_training_saved(work_dir, recognizer):
     assert recognizer.classes == list(SKELETON_CLASSES)
     assert recognizer.layout.name == "ntu25" and recognizer.layout.num_joints == 25
     assert recognizer.input_format == "packed" and recognizer.channels == 3
-    # The run's test transforms (resample to 48 frames, middle offsets) come from its config.yaml.
+    # The run's test transforms (the quickstart's resampling, middle offsets) come from its config.yaml.
     (resample,) = recognizer.transform.transforms
-    assert isinstance(resample, TemporalResample) and resample.length == 48 and not resample.random_offset
+    assert (
+        isinstance(resample, TemporalResample)
+        and resample.length == RESAMPLE_LENGTH
+        and not resample.random_offset
+    )
     # The weights file works as well as the work directory.
     again = Recognizer.from_checkpoint(work_dir / "model.safetensors")
     assert again.classes == recognizer.classes
@@ -197,7 +205,7 @@ def test_one_window_equals_the_model_on_hand_made_features(work_dir, recognizer,
 
     model, _ = load_model(work_dir)
     for clip in clips[:4]:
-        sample = TemporalResample(48, random_offset=False)({"keypoint": clip["keypoint"]})
+        sample = TemporalResample(RESAMPLE_LENGTH, random_offset=False)({"keypoint": clip["keypoint"]})
         frames = [joint_bone_motion(p, NTU25.parents) for p in person_frames(sample["keypoint"])]
         x = torch.from_numpy(np.concatenate(frames))
         with torch.no_grad():
