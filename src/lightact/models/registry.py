@@ -35,7 +35,7 @@ def register_model(name: str, *, modality: str, input_format: str, description: 
 
 def _load_families() -> None:
     # Importing the family modules runs their @register_model decorators.
-    from lightact.models import star, stgcn  # noqa: F401
+    from lightact.models import composite, star, stgcn  # noqa: F401
 
 
 def list_models(modality: str | None = None) -> list[str]:

@@ -48,8 +48,10 @@ class SegmentedLinearAttention(nn.Module):
         so a tracer (ONNX export) follows them with a dynamic number of frames.
         """
         frames, joints, dim = x.shape
-        qkv = self.qkv(x).unflatten(-1, (3, self.heads, dim // self.heads))
-        qkv = qkv.permute(2, 1, 3, 0, 4).flatten(1, 2)
+        # view/reshape with sizes read from x.shape: the ONNX tracer keeps those dynamic (unflatten it
+        # does not).
+        qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
+        qkv = qkv.permute(2, 1, 3, 0, 4).reshape(3, joints * self.heads, frames, dim // self.heads)
         q, k, v = qkv.unbind(0)  # [V·H, F, d] each
         q, k = feature_map(q), feature_map(k)
         if lengths is None:
@@ -59,8 +61,8 @@ class SegmentedLinearAttention(nn.Module):
         else:
             segments = zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)
             out = torch.cat([self._attend(qs, ks, vs) for qs, ks, vs in segments], dim=1)
-        out = out.unflatten(0, (joints, self.heads))
-        return out.permute(2, 0, 1, 3).flatten(2)
+        out = out.view(joints, self.heads, frames, -1)
+        return out.permute(2, 0, 1, 3).reshape(frames, joints, dim)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         # One segment, [B, T, d]: summarise keys and values once, then read out per query frame.
@@ -71,7 +73,7 @@ class SegmentedLinearAttention(nn.Module):
     def _attend_fixed_segments(self, q: Tensor, k: Tensor, v: Tensor, size: int) -> Tensor:
         # One sequence [B, T, d] cut into segments of ``size`` frames, without Python loops over them:
         # segment sums are differences of prefix sums, read at each frame's segment end and start.
-        frame = torch.ones_like(q[0, :, 0]).cumsum(0) - 1  # 0..T-1, T taken from the tensor
+        frame = torch.arange(q.shape[1], device=q.device, dtype=q.dtype)  # a tracer keeps T dynamic
         start = torch.div(frame, size, rounding_mode="floor") * size
         end = torch.minimum(start + size, frame[-1:] + 1)  # exclusive
         start, end = start.long(), end.long()

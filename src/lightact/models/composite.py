@@ -1,0 +1,122 @@
+"""Composite video models: a 2D CNN encodes every frame, a small transformer models time.
+
+The efficiency benchmark of lightweight video transformers (arXiv 2111.09641) names this class
+*composite* (a transformer on top of a CNN backbone, as in VTN or the "CNN + temporal transformer"
+baselines) and finds it the best lightweight trade-off. Neither torchvision nor timm ships one, so
+lightact registers two here:
+
+* ``composite_mnv3s``: MobileNetV3-Small (timm ``mobilenetv3_small_100``) per frame;
+* ``composite_r18``: ResNet-18 (timm ``resnet18``) per frame.
+
+Input ``[N, 3, T, H, W]`` (the torchvision video layout) -> logits ``[N, num_classes]``. Frames are
+folded into the batch for the CNN, each frame's pooled feature becomes a token, a sinusoidal code of
+the frame index is added (so any ``T`` works), a class token is prepended, and ``depth`` pre-norm
+transformer blocks run over the ``T + 1`` tokens. Backbones start from random weights unless
+``pretrained_backbone=True`` (which lets timm download ImageNet weights).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightact.models.registry import register_model
+
+
+def frame_position_code(frames: Tensor, dim: int) -> Tensor:
+    """Sinusoidal code ``[T, dim]`` of the frame indices ``frames`` (a float vector 0..T-1)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=frames.device) / half)
+    angle = frames[:, None] * freq[None]
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+class TemporalBlock(nn.Module):
+    """Pre-norm transformer block over a sequence of frame tokens ``[N, L, C]``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, length, dim = x.shape
+        qkv = self.qkv(self.norm1(x)).view(n, length, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, L, d] each
+        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, dim)
+        x = x + self.drop(self.proj(attended))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class CompositeVideoTransformer(nn.Module):
+    """Per-frame CNN features -> temporal transformer with a class token -> linear classifier."""
+
+    def __init__(
+        self,
+        num_classes: int = 400,
+        backbone: str = "mobilenetv3_small_100",
+        dim: int = 256,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.1,
+        pretrained_backbone: bool = False,
+    ) -> None:
+        super().__init__()
+        import timm
+
+        self.backbone = timm.create_model(backbone, pretrained=pretrained_backbone, num_classes=0)
+        # Width of the pooled feature timm returns with num_classes=0 (after any pre-logits layer).
+        features = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.proj = nn.Linear(features, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.blocks = nn.ModuleList(TemporalBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"expected a video batch [N, C, T, H, W], got shape {tuple(x.shape)}")
+        n, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+        tokens = self.proj(self.backbone(frames)).view(n, t, -1)  # [N, T, dim]
+        index = torch.arange(t, device=x.device, dtype=tokens.dtype)
+        tokens = tokens + frame_position_code(index, tokens.shape[-1])
+        z = torch.cat([self.cls_token.expand(n, -1, -1), tokens], dim=1)
+        for block in self.blocks:
+            z = block(z)
+        return self.head(self.norm(z[:, 0]))
+
+
+@register_model(
+    "composite_mnv3s",
+    modality="video",
+    input_format="clip",
+    description="Composite: MobileNetV3-Small per frame + 2-block temporal transformer",
+)
+def composite_mnv3s(**kwargs) -> CompositeVideoTransformer:
+    return CompositeVideoTransformer(**{"backbone": "mobilenetv3_small_100", **kwargs})
+
+
+@register_model(
+    "composite_r18",
+    modality="video",
+    input_format="clip",
+    description="Composite: ResNet-18 per frame + 2-block temporal transformer",
+)
+def composite_r18(**kwargs) -> CompositeVideoTransformer:
+    return CompositeVideoTransformer(**{"backbone": "resnet18", "dim": 384, "heads": 6, **kwargs})

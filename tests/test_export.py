@@ -1,0 +1,154 @@
+"""ONNX export: STAR's single-clip form, parity with PyTorch on inputs of different sizes, loud failures."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from lightact.cli import app
+from lightact.export import (
+    ExportParityError,
+    NotExportable,
+    check_all_models,
+    export_onnx,
+    export_target,
+    ort_session,
+)
+from lightact.export.onnx import export_target_onnx, parse_dynamic
+from lightact.models.composite import CompositeVideoTransformer
+from lightact.models.registry import _REGISTRY, register_model
+from lightact.models.star import STAR, SingleClipSTAR
+from lightact.models.stgcn import STGCN
+
+
+@pytest.mark.parametrize("segment_length", [None, 5])
+def test_single_clip_star_equals_the_packed_forward(segment_length):
+    torch.manual_seed(0)
+    model = STAR(num_classes=7, dim=16, depth=2, heads=2, segment_length=segment_length).eval()
+    single = SingleClipSTAR(model)
+    for frames in (1, 5, 13, 40):
+        x = torch.randn(frames, 25, 9)
+        with torch.no_grad():
+            expected = model(x, torch.zeros(frames, dtype=torch.long))
+            torch.testing.assert_close(single(x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("segment_length", [None, 6])
+def test_star_exports_with_a_dynamic_number_of_frames(tmp_path, segment_length):
+    torch.manual_seed(0)
+    model = STAR(num_classes=5, dim=16, depth=1, heads=2, segment_length=segment_length).eval()
+    target = export_target(model, "skeleton")
+    assert target.axis_names == ["frames"] and "one clip" in target.note
+    result = export_target_onnx(target, tmp_path / "star.onnx", ["frames"])
+    assert result.input_shapes_checked == [[200, 25, 9], [137, 25, 9]]
+    assert result.worst_diff <= 1e-4
+    # A third length the export never saw: still PyTorch's answer.
+    session = ort_session(result.path)
+    x = torch.randn(31, 25, 9)
+    with torch.no_grad():
+        expected = model(x, torch.zeros(31, dtype=torch.long)).numpy()
+    np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], expected, atol=1e-4)
+
+
+def test_stgcn_exports_with_dynamic_batch_frames_and_persons(tmp_path):
+    torch.manual_seed(0)
+    target = export_target(STGCN(num_classes=4).eval(), "skeleton")
+    small = dataclasses.replace(
+        target, canonical=(1, 3, 24, 25, 2), alternate={"batch": 2, "frames": 17, "persons": 1}
+    )
+    result = export_target_onnx(small, tmp_path / "stgcn.onnx", parse_dynamic("all", small))
+    assert result.input_shapes_checked == [[1, 3, 24, 25, 2], [2, 3, 17, 25, 1]]
+    assert result.worst_diff <= 1e-4
+
+
+def test_composite_exports_with_dynamic_batch_and_frames(tmp_path):
+    torch.manual_seed(0)
+    model = CompositeVideoTransformer(num_classes=3, backbone="test_efficientnet", dim=32, depth=1, heads=2)
+    target = dataclasses.replace(
+        export_target(model.eval()), canonical=(1, 3, 4, 64, 64), alternate={"batch": 2, "frames": 3}
+    )
+    result = export_target_onnx(target, tmp_path / "composite.onnx", ["batch", "frames"])
+    assert result.input_shapes_checked == [[1, 3, 4, 64, 64], [2, 3, 3, 64, 64]]
+    assert result.worst_diff <= 1e-4
+
+
+class FrozenBatch(nn.Module):
+    """Reads the batch size into Python: a tracer records it as a constant."""
+
+    def forward(self, x):
+        return x * float(x.shape[0])
+
+
+def test_a_trace_that_freezes_a_size_fails_loudly(tmp_path):
+    path = tmp_path / "bad.onnx"
+    with pytest.raises(ExportParityError) as err:
+        export_onnx(
+            FrozenBatch(), torch.ones(1, 3), path, dynamic_axes={0: "batch"}, verify_inputs=[torch.ones(2, 3)]
+        )
+    assert err.value.max_abs_diff == pytest.approx(1.0)
+    assert "> 0.0001" in str(err.value)
+    assert not path.exists()  # no unverified file left behind
+
+
+def test_asking_for_an_axis_the_model_lacks_is_an_error():
+    target = export_target(STAR(num_classes=3, dim=16, depth=1, heads=2), "skeleton")
+    with pytest.raises(NotExportable, match="no dynamic axis batch.*one clip"):
+        parse_dynamic("batch,frames", target)
+    assert parse_dynamic("frames", target) == ["frames"]
+
+
+def test_every_registered_model_is_exported_or_listed_with_a_reason(tmp_path, monkeypatch):
+    @register_model("test_no_canonical_input", modality="longvideo", input_format="features", description="x")
+    def _factory(**kwargs):
+        return nn.Linear(4, 2)
+
+    try:
+        monkeypatch.setattr(
+            "lightact.models.registry.list_models", lambda: ["star_64", "test_no_canonical_input"]
+        )
+        rows = {row["model"]: row for row in check_all_models(tmp_path)}
+    finally:
+        _REGISTRY.pop("test_no_canonical_input")
+    assert rows["star_64"]["status"] == "exported" and rows["star_64"]["max_abs_diff"] <= 1e-4
+    assert rows["test_no_canonical_input"]["status"] == "not exportable"
+    assert "no canonical input" in rows["test_no_canonical_input"]["reason"]
+
+
+def test_cli_export_writes_a_verified_file_and_its_description(tmp_path):
+    out = tmp_path / "star.onnx"
+    result = CliRunner().invoke(
+        app, ["export", "star_64", "--format", "onnx", "--dynamic", "frames", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "max |diff|" in result.output and out.is_file()
+    meta = json.loads(out.with_name("star.onnx.json").read_text())
+    assert meta["meta"]["input"]["dynamic"] == {"0": "frames"} and meta["input_shapes_checked"][1] == [
+        137,
+        25,
+        9,
+    ]
+
+    bad = CliRunner().invoke(
+        app, ["export", "star_64", "--dynamic", "batch", "--out", str(tmp_path / "x.onnx")]
+    )
+    assert bad.exit_code == 1 and "no dynamic axis batch" in bad.output
+
+
+def test_a_checkpoint_exports_beside_its_weights(tmp_path):
+    from lightact.engine.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 3, "dim": 16, "depth": 1, "heads": 2}
+    save_weights(
+        STAR(**kwargs),
+        tmp_path / "model.safetensors",
+        {"model": "star_64", "kwargs": kwargs, "classes": ["a", "b", "c"]},
+    )
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--dynamic", "all"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert meta["meta"]["classes"] == ["a", "b", "c"] and meta["max_abs_diff"][1] <= 1e-4
