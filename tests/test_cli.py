@@ -66,3 +66,16 @@ def test_one_set_takes_several_overrides(tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "star_synth.yaml"
     result = runner.invoke(app, ["train", str(config), "--set", "model.dim=8", "stray"])
     assert result.exit_code == 2 and "unexpected argument(s) ['stray']" in result.output
+
+
+def test_regression_metrics_print_as_errors_per_target(capsys):
+    import torch
+
+    from lightact.cli import _print_metrics
+    from lightact.engine.regression import regression_metrics
+
+    metrics = regression_metrics(torch.tensor([[1.0], [3.0]]), torch.tensor([[1.0], [1.0]]), ["like_ratio"])
+    metrics["num_clips"] = 1
+    _print_metrics(metrics)
+    out = capsys.readouterr().out
+    assert "like_ratio" in out and "MSE 2" in out  # (0^2 + 2^2) / 2

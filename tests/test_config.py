@@ -73,5 +73,25 @@ def test_resolved_config_round_trips(tmp_path):
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse_and_build_their_model(path):
     cfg = load_config(path)
-    assert path.stem.startswith(cfg.model.name.split("_")[0])
+    family = cfg.model.name.split("/")[-1].split("_")[0]  # timm/vit_tiny_patch16_224 -> vit
+    assert family in path.stem.split("_"), "configs are named <model>_<dataset>[_<split>]"
     create_model(cfg.model.name, **{"num_classes": 60, **cfg.model.kwargs})
+
+
+def test_data_kind_picks_the_modality_section():
+    assert type(load_config().data).__name__ == "SkeletonDataConfig"  # no kind: a skeleton config
+    assert type(load_config(None, ["data.kind=video"]).data).__name__ == "VideoDataConfig"
+    with pytest.raises(ConfigError, match="data: .*'vido'.*expected tags"):
+        load_config(None, ["data.kind=vido"])
+    # A skeleton-only key under another kind is an unknown key, named without pydantic's union tag.
+    with pytest.raises(ConfigError, match=r"data\.layout: unknown key"):
+        load_config(None, ["data.kind=longvideo", "data.layout=ntu25"])
+
+
+def test_library_models_by_name_skip_the_signature_check():
+    cfg = load_config(None, ["model.name=timm/resnet18", "model.drop_rate=0.1"])
+    assert cfg.model.kwargs == {"drop_rate": 0.1}
+    with pytest.raises(ConfigError, match="timm has no model 'resnet_typo'"):
+        load_config(None, ["model.name=timm/resnet_typo"])
+    with pytest.raises(ConfigError, match="torchvision.models.video has no model"):
+        load_config(None, ["model.name=tv/r4d_18"])

@@ -10,11 +10,13 @@ import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from lightact.config import load_config
-from lightact.data.skeleton.batching import SkeletonBatch
+from lightact.data.batch import Batch
 from lightact.engine.checkpoint import atomic_write, load_model
 from lightact.engine.train import evaluate, predict_probabilities, train
+from lightact.models import create_model
 
 
 class SimulatedKill(L.Callback):
@@ -82,12 +84,16 @@ def test_evaluation_averages_views_per_sample():
 
     logits = torch.log(torch.tensor([[0.8, 0.2], [0.2, 0.8], [0.6, 0.4], [0.1, 0.9]]))
     loader = [
-        SkeletonBatch((logits[:2],), torch.tensor([0, 0]), torch.tensor([0, 0])),
-        SkeletonBatch((logits[2:],), torch.tensor([1, 1]), torch.tensor([1, 1])),
+        Batch((logits[:2],), torch.tensor([0, 0]), torch.tensor([0, 0])),
+        Batch((logits[2:],), torch.tensor([1, 1]), torch.tensor([1, 1])),
     ]
     probs, labels = predict_probabilities(Fixed(), loader, 2)
     torch.testing.assert_close(probs, torch.tensor([[0.5, 0.5], [0.35, 0.65]]))
     assert labels.tolist() == [0, 1]
+    # A third sample whose every view failed to load is left out, not scored as zeros.
+    with pytest.warns(UserWarning, match="1 test sample"):
+        probs, labels = predict_probabilities(Fixed(), loader, 3)
+    assert probs.shape == (2, 2) and labels.tolist() == [0, 1]
 
 
 def test_multi_clip_evaluation_runs_every_view(tmp_path, tiny_overrides):
@@ -154,3 +160,43 @@ def test_two_ddp_processes_match_one_process(tmp_path, tiny_overrides):
     single, _ = load_model(tmp_path / "single")
     for (name, a), (_, b) in zip(ddp.named_parameters(), single.named_parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_pretrained_weights_load_what_fits_and_report_the_rest(tmp_path):
+    from safetensors.torch import save_file
+
+    from lightact.engine.checkpoint import load_pretrained
+
+    source = create_model("tv/r3d_18", num_classes=7)
+    target = create_model("tv/r3d_18", num_classes=5)
+    # Lightning-style prefix and a pickle-free torch file; the head of another label set is skipped.
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "w.pt")
+    report = load_pretrained(target, tmp_path / "w.pt")
+    assert report["shape_mismatch"] == report["missing"] == ["fc.bias", "fc.weight"]
+    torch.testing.assert_close(target.stem[0].weight, source.stem[0].weight)
+    assert not torch.equal(target.fc.weight[:5], source.fc.weight[:5])
+
+    class Renamed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(3, 2)
+
+        def adapt_state_dict(self, state):
+            return {k.replace("old.", "proj."): v for k, v in state.items()}
+
+    save_file({"old.weight": torch.ones(2, 3), "old.bias": torch.zeros(2)}, tmp_path / "w.safetensors")
+    model = Renamed()
+    load_pretrained(model, tmp_path / "w.safetensors")
+    assert torch.equal(model.proj.weight, torch.ones(2, 3))
+
+    with pytest.raises(ValueError, match="no tensor .* fits"):
+        load_pretrained(nn.Linear(4, 4), tmp_path / "w.safetensors")
+    (tmp_path / "evil.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="cannot be read as plain weights"):
+        load_pretrained(model, tmp_path / "evil.pt")
+
+
+def test_a_model_of_another_modality_is_refused(tmp_path):
+    cfg = load_config(None, ["model.name=tv/r3d_18", f"work_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match="takes video input but data.kind is 'skeleton'"):
+        train(cfg)

@@ -20,7 +20,7 @@ from lightact.export import (
 )
 from lightact.export.onnx import export_target_onnx, parse_dynamic
 from lightact.models.composite import CompositeVideoTransformer
-from lightact.models.registry import _REGISTRY, register_model
+from lightact.models.registry import _REGISTRY, create_model, register_model
 from lightact.models.star import STAR, SingleClipSTAR
 from lightact.models.stgcn import STGCN
 
@@ -76,6 +76,22 @@ def test_composite_exports_with_dynamic_batch_and_frames(tmp_path):
     assert result.worst_diff <= 1e-4
 
 
+@pytest.mark.parametrize("name", ["pst_xs", "swin3d_joint_xs"])
+def test_video_transformers_export_at_their_clip_shape(tmp_path, name):
+    # Their shift pattern and 3D position bias are built for one clip length: only the batch is dynamic.
+    torch.manual_seed(0)
+    target = export_target(create_model(name, num_classes=4, embed_dim=16, num_heads=(1, 2)), "video")
+    assert target.canonical == (1, 3, 8, 32, 32) and target.axis_names == ["batch"]
+    result = export_target_onnx(target, tmp_path / f"{name}.onnx", ["batch"])
+    assert result.input_shapes_checked == [[1, 3, 8, 32, 32], [2, 3, 8, 32, 32]]
+    assert result.worst_diff <= 1e-4
+
+
+def test_long_video_models_are_listed_with_the_reason():
+    with pytest.raises(NotExportable, match="several packed inputs"):
+        export_target(create_model("stan", num_classes=3), "longvideo")
+
+
 class FrozenBatch(nn.Module):
     """Reads the batch size into Python: a tracer records it as a constant."""
 
@@ -102,7 +118,7 @@ def test_asking_for_an_axis_the_model_lacks_is_an_error():
 
 
 def test_every_registered_model_is_exported_or_listed_with_a_reason(tmp_path, monkeypatch):
-    @register_model("test_no_canonical_input", modality="longvideo", input_format="features", description="x")
+    @register_model("test_no_canonical_input", modality="audio", input_format="features", description="x")
     def _factory(**kwargs):
         return nn.Linear(4, 2)
 

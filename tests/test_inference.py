@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from lightact.config import DataConfig
+from lightact.config import SkeletonDataConfig
 from lightact.data.skeleton.features import joint_bone_motion, person_frames
 from lightact.data.skeleton.layouts import MEDIAPIPE33, NTU25, Layout
 from lightact.data.skeleton.pickle_io import save_pickle
@@ -31,7 +31,7 @@ from lightact.inference import (
 from lightact.models.registry import create_model, model_entry
 
 # The frames per clip of the training run the fixture makes (the quickstart default).
-RESAMPLE_LENGTH = DataConfig().test_transforms[0]["length"]
+RESAMPLE_LENGTH = SkeletonDataConfig().test_transforms[0]["length"]
 
 N = {name: i for i, name in enumerate(NTU25.joints)}
 P = {name: i for i, name in enumerate(MEDIAPIPE33.joints)}
@@ -427,13 +427,6 @@ def test_video_without_the_pose_extractor(recognizer, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "lightact.data.skeleton.pose", module)
     with pytest.raises(PredictionInputError, match=r"needs MediaPipe: .*lightact\[pose\]"):
         recognizer.predict(video)
-
-
-def test_video_suffixes_match_the_pose_extractor():
-    from lightact.inference import VIDEO_SUFFIXES
-
-    pose = pytest.importorskip("lightact.data.skeleton.pose")
-    assert VIDEO_SUFFIXES == pose.VIDEO_EXTENSIONS
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -47,7 +47,18 @@ def _config(config: Path | None, overrides: list[str] | None, extra: list[str] =
 
 
 def _print_metrics(metrics: dict) -> None:
-    table = Table(title=f"{metrics['num_samples']} test samples, {metrics.get('num_clips', 1)} view(s) each")
+    title = f"{metrics['num_samples']} test samples, {metrics.get('num_clips', 1)} view(s) each"
+    if metrics.get("task") == "regression":
+        table = Table(title=title)
+        for column in ("target", "MSE", "RMSE", "MAE", "R²"):
+            table.add_column(column, justify="left" if column == "target" else "right")
+        for row in metrics["per_target"]:
+            r2 = "n/a" if row["r2"] is None else f"{row['r2']:.3f}"
+            table.add_row(row["target"], f"{row['mse']:.4g}", f"{row['rmse']:.4g}", f"{row['mae']:.4g}", r2)
+        console.print(table)
+        console.print(f"MSE [bold]{metrics['mse']:.4g}[/bold]  MAE {metrics['mae']:.4g}")
+        return
+    table = Table(title=title)
     for column in ("class", "support", "accuracy"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in metrics["per_class"]:
@@ -56,7 +67,7 @@ def _print_metrics(metrics: dict) -> None:
     top5 = next(k for k in metrics if k.startswith("top") and k != "top1")
     console.print(
         f"top-1 [bold]{metrics['top1']:.2%}[/bold]  {top5} {metrics[top5]:.2%}  "
-        f"mean class {metrics['mean_class_accuracy']:.2%}"
+        f"mean class {metrics['mean_class_accuracy']:.2%}  mAP {metrics['mAP']:.2%}"
     )
 
 
@@ -143,12 +154,13 @@ def pose(
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
-    input: Annotated[Path, typer.Argument(help="Video, skeleton pickle/npy, or a folder of them.")],
+    input: Annotated[Path, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")],
     window: Annotated[
-        int | None, typer.Option(help="Frames per window; default: whole clip up to 300.")
+        int | None,
+        typer.Option(help="Window length: frames (skeletons, clips) or seconds (long videos)."),
     ] = None,
     stride: Annotated[
-        int | None, typer.Option(help="Frames between window starts; default window/2.")
+        int | None, typer.Option(help="Between window starts, same unit; default window/2.")
     ] = None,
     topk: Annotated[int, typer.Option(help="Classes shown per window.")] = 5,
     out: Annotated[Path, typer.Option(help="Folder for <name>.json and <name>_timeline.png.")] = Path(
@@ -157,7 +169,8 @@ def predict(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     show_windows: Annotated[bool, typer.Option("--windows", help="Print every window's top-k.")] = False,
 ) -> None:
-    """Classify a video (pose extraction, then the skeleton model) or skeleton files, in sliding windows."""
+    """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
+    models, as clips for video models, as features for long-video models), skeleton files, images."""
     import pickle
 
     from lightact.inference import predict_path
@@ -329,6 +342,201 @@ def export(
     )
     if result.note:
         console.print(result.note, markup=False, highlight=False)
+
+
+# --- video (issue 5) ---
+
+
+@synth_app.command("video")
+def synth_video(
+    out: Annotated[Path, typer.Option(help="Folder for videos/, train.txt, val.txt, classes.txt.")] = Path(
+        "synth_video"
+    ),
+    samples_per_class: int = 40,
+    seed: int = 0,
+    num_frames: Annotated[int, typer.Option(help="Frames per clip.")] = 16,
+    size: Annotated[int, typer.Option(help="Frame width and height in pixels.")] = 64,
+    val_fraction: float = 0.25,
+) -> None:
+    """The embedded video dataset as MP4 files and video lists (16 classes, 10 differ only in time)."""
+    from lightact.data.synthetic.video import write_video_dataset
+
+    try:
+        written = write_video_dataset(out, samples_per_class, seed, num_frames, size, val_fraction)
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]", markup=False)
+        raise typer.Exit(2) from None
+    counts = {k: len(v.read_text().splitlines()) for k, v in written.items() if k != "classes"}
+    console.print(
+        f"wrote {sum(counts.values())} clips ({', '.join(f'{k}: {v}' for k, v in counts.items())}) to {out}; "
+        f"train with data.format=list data.root={out} data.train_file={written['train']} "
+        f"data.val_file={written['val']} data.labels_file={written['classes']}",
+        markup=False,
+    )
+
+
+# --- end video ---
+
+# --- image (issue 6) ---
+
+
+@synth_app.command("image")
+def synth_image(
+    out: Annotated[Path, typer.Option(help="Folder for <split>/<class>/<name>.png.")] = Path("synth_image"),
+    samples_per_class: int = 150,
+    seed: int = 0,
+    size: Annotated[int, typer.Option(help="Image width and height in pixels.")] = 64,
+    test_fraction: float = 0.3,
+) -> None:
+    """The embedded still-image action set (stick figures with props) as a class-per-folder tree.
+    Training needs no files: data.kind image without data.path renders the same images in memory."""
+    from lightact.data.synthetic.image import generate_image_dataset, write_image_folder
+
+    try:
+        data = generate_image_dataset(samples_per_class, seed, size, test_fraction)
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    counts = write_image_folder(data, out)
+    sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
+
+
+@data_app.command("check-images")
+def check_images(
+    root: Annotated[Path, typer.Argument(help="Stanford 40 folder (ImageSplits/, JPEGImages/) or a tree.")],
+    layout: Annotated[str, typer.Option(help="stanford40, folder, or auto.")] = "auto",
+) -> None:
+    """Read an image dataset as training would: splits, classes, counts, and every unreadable file.
+    Exit 1 when a file cannot be decoded."""
+    from lightact.data.image.sources import ImageReadError, read_image_folder, read_stanford40
+
+    if layout == "auto":
+        layout = "stanford40" if (root / "ImageSplits" / "actions.txt").is_file() else "folder"
+    splits = ("train", "test") if layout == "stanford40" else ("train", "val", "test")
+    bad = []
+    for split in splits:
+        try:
+            reader = read_stanford40 if layout == "stanford40" else read_image_folder
+            samples = reader(root, split)
+        except (OSError, ValueError) as err:
+            if layout == "folder" and split != "train" and "no" in str(err):
+                continue
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(1) from None
+        for i in range(len(samples)):
+            try:
+                samples.load(i, 64)
+            except ImageReadError as err:
+                bad.append(str(err))
+        console.print(f"{split}: {len(samples)} images, {len(samples.classes)} classes")
+    for line in bad:
+        console.print(f"[red]{line}[/red]", markup=True, highlight=False)
+    if bad:
+        console.print(f"{len(bad)} unreadable image(s); data.on_corrupt=skip leaves them out with a warning")
+        raise typer.Exit(1)
+
+
+# --- end image ---
+
+# --- long video (issue 7) ---
+
+
+@app.command("extract-features")
+def extract_features_command(
+    videos: Annotated[
+        list[Path], typer.Argument(help="Videos, folders of videos, or lists (.txt/.csv, path first).")
+    ],
+    out: Annotated[Path, typer.Option(help="Feature store: one .safetensors file per video.")],
+    frame_encoder: Annotated[
+        str, typer.Option(help="Static-stream image model, timm/<name> (random unless --frame-weights).")
+    ] = "timm/resnet10t",
+    fps: Annotated[float, typer.Option(help="Frames per second sampled for the static stream.")] = 1.0,
+    clip_encoder: Annotated[
+        str, typer.Option(help="Temporal-stream video model: tv/<name> (e.g. tv/r3d_18) or a lightact one.")
+    ] = "clip3d_tiny",
+    frame_weights: Annotated[Path | None, typer.Option(help="Weights for the frame encoder.")] = None,
+    clip_weights: Annotated[Path | None, typer.Option(help="Weights for the clip encoder.")] = None,
+    frame_size: Annotated[
+        int, typer.Option(help="Frame encoder input side (shorter side, centre crop).")
+    ] = 224,
+    clip_size: Annotated[int, typer.Option(help="Clip encoder input side.")] = 112,
+    clip_len: Annotated[int, typer.Option(help="Frames per clip.")] = 8,
+    clip_fps: Annotated[float, typer.Option(help="Frames per second inside a clip.")] = 8.0,
+    clip_stride: Annotated[float, typer.Option(help="Seconds between clip starts.")] = 2.0,
+    batch_size: Annotated[int, typer.Option(help="Frames per frame-encoder batch.")] = 32,
+    clip_batch_size: Annotated[int, typer.Option(help="Clips per clip-encoder batch.")] = 8,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Cache static-frame and clip features of long videos; resumable, sharded under torchrun."""
+    from lightact.data.longvideo.extract import ExtractionSettings, extract_features
+
+    try:
+        settings = ExtractionSettings(
+            frame_encoder=frame_encoder,
+            frame_weights=None if frame_weights is None else str(frame_weights),
+            frame_size=frame_size,
+            fps=fps,
+            clip_encoder=clip_encoder,
+            clip_weights=None if clip_weights is None else str(clip_weights),
+            clip_size=clip_size,
+            clip_len=clip_len,
+            clip_fps=clip_fps,
+            clip_stride=clip_stride,
+        )
+        summary = extract_features(
+            videos,
+            out,
+            settings,
+            device=device,
+            batch_size=batch_size,
+            clip_batch_size=clip_batch_size,
+            progress=True,
+        )
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        console.print(str(err), style="red", markup=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"rank {summary['rank']}/{summary['world_size']}: {summary['shard']} of {summary['videos']} "
+        f"video(s), "
+        f"{summary['extracted']} extracted ({summary['frames']} frames in {summary['seconds']:.1f} s), "
+        f"{summary['skipped']} already done, {len(summary['failed'])} failed -> {out}"
+    )
+    for failure in summary["failed"]:
+        console.print(f"failed: {failure['video']}: {failure['error']}", markup=False, style="red")
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+@synth_app.command("longvideo")
+def synth_longvideo(
+    out: Annotated[Path, typer.Option(help="Folder for videos/, train.csv, val.csv, classes.txt.")] = Path(
+        "synth_longvideo"
+    ),
+    videos_per_class: int = 80,
+    duration: Annotated[float, typer.Option(help="Seconds per video.")] = 120.0,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+) -> None:
+    """The embedded long-video dataset: 64x64, 4 fps videos whose class needs scene and event order."""
+    from lightact.data.synthetic.longvideo import SynthLongVideoSpec, generate_longvideo_dataset
+
+    try:
+        spec = SynthLongVideoSpec(
+            videos_per_class=videos_per_class, duration_s=duration, seed=seed, val_fraction=val_fraction
+        )
+    except ValueError as err:
+        console.print(str(err), style="red", markup=False)
+        raise typer.Exit(2) from None
+    summary = generate_longvideo_dataset(out, spec, progress=True)
+    console.print(
+        f"{summary['videos']} videos ({summary['written']} written, the rest already there) of "
+        f"{summary['duration_s']:g} s, {len(summary['classes'])} classes, train {summary['train']} / "
+        f"val {summary['val']} -> {out}"
+    )
+
+
+# --- end long video ---
 
 
 def main() -> None:

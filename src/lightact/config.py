@@ -10,10 +10,19 @@ from __future__ import annotations
 import inspect
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 CONFIG_FILE_NAME = "config.yaml"
 
@@ -32,7 +41,14 @@ class SynthConfig(Strict):
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
 
-class DataConfig(Strict):
+class DataConfigBase(Strict):
+    """What every modality's data section has; ``kind`` picks the modality."""
+
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+class SkeletonDataConfig(DataConfigBase):
     kind: Literal["skeleton"] = "skeleton"
     path: Path | None = None  # annotation pickle; None = the embedded synthetic dataset
     synth: SynthConfig = SynthConfig()
@@ -40,8 +56,6 @@ class DataConfig(Strict):
     train_split: str = "train"
     val_split: str = "val"
     test_split: str | None = None  # defaults to val_split
-    batch_size: int = Field(32, ge=1)
-    num_workers: int = Field(0, ge=0)
     max_frames: int = Field(300, ge=1)  # padded models see exactly this many frames
     # The quickstart resamples every clip to 32 frames: the synthetic motions need no more, and it
     # keeps a CPU epoch short. Real-data configs set their own (or none: STAR takes any length).
@@ -51,12 +65,177 @@ class DataConfig(Strict):
     ]
 
 
+class VideoSynthConfig(Strict):
+    """The embedded video set (``lightact data synth video``), generated in memory."""
+
+    samples_per_class: int = Field(40, ge=2)
+    seed: int = 0
+    num_frames: int = Field(16, ge=2)  # frames per rendered clip
+    size: int = Field(64, ge=32)
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+class VideoDataConfig(DataConfigBase):
+    """Short clips (issue 5): a video list, Kinetics CSV, SSv2 or Diving48 JSON, or the embedded set.
+
+    ``format: synthetic`` ignores the paths. Otherwise ``train_file``/``val_file``/``test_file`` are
+    the split annotation files, ``root`` the video folder, ``labels_file`` SSv2's labels.json,
+    Diving48's vocabulary, or (lists) a class-name file, one name a line.
+    """
+
+    kind: Literal["video"] = "video"
+    format: Literal["synthetic", "list", "kinetics", "ssv2", "diving48"] = "synthetic"
+    root: Path | None = None
+    train_file: Path | None = None
+    val_file: Path | None = None
+    test_file: Path | None = None  # defaults to val_file
+    labels_file: Path | None = None
+    synth: VideoSynthConfig = VideoSynthConfig()
+    num_frames: int = Field(8, ge=1)  # frames per clip the model sees
+    sampling: Literal["uniform", "dense"] = "uniform"  # uniform segments (SSv2) or dense (Kinetics)
+    frame_interval: int = Field(1, ge=1)  # dense sampling only
+    resize: int | None = Field(64, ge=8)  # short side after decoding (in the decoder); None = as is
+    crop: int = Field(64, ge=8)  # square crop = the model's img_size
+    crop_scale: tuple[float, float] = (0.25, 1.0)  # random-resized-crop area range (training)
+    flip: bool = True
+    flip_swap: Literal["auto", "none"] = "auto"  # auto: swap left/right classes by their names
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mixup_alpha: float = Field(0.0, ge=0)
+    cutmix_alpha: float = Field(0.0, ge=0)
+    mixup_prob: float = Field(1.0, ge=0, le=1)
+    mixup_switch_prob: float = Field(0.5, ge=0, le=1)
+    decode_threads: int = Field(1, ge=1)  # FFmpeg threads per loader worker
+    frame_template: str = "img_{:05d}.jpg"  # frame folders
+
+
+class ImageSynthConfig(Strict):
+    """The embedded still-image set (``lightact data synth image``)."""
+
+    samples_per_class: int = Field(150, ge=2)
+    seed: int = 0
+    size: int = Field(64, ge=16)  # rendered side length, pixels
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+
+
+class ImageDataConfig(DataConfigBase):
+    """Still images (issue 6): Stanford 40, a class-per-folder tree, or the embedded set."""
+
+    kind: Literal["image"] = "image"
+    # Stanford 40 root (ImageSplits/, JPEGImages/) or an image-folder root; None = the embedded set.
+    path: Path | None = None
+    # None: "stanford40" when path holds ImageSplits/actions.txt, else "folder"; "synthetic" without path.
+    format: Literal["synthetic", "stanford40", "folder"] | None = None
+    synth: ImageSynthConfig = ImageSynthConfig()
+    img_size: int = Field(64, ge=16)  # the model's input side; the data module passes it to the model
+    train_split: str = "train"
+    # Stanford 40 has only train/test (the literature reports test); the embedded set's "val" is "test".
+    val_split: str = "test"
+    test_split: str = "test"
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)  # folder trees without split folders
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
+    hflip: float = Field(0.5, ge=0, le=1)
+    color_jitter: float = Field(0.0, ge=0)
+    crop_pct: float = Field(0.875, gt=0, le=1)  # eval: resize to img_size / crop_pct, centre crop
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    on_corrupt: Literal["error", "skip"] = "error"  # skip: decode all once, leave out bad files, warn
+
+    @model_validator(mode="after")
+    def _check_source(self) -> ImageDataConfig:
+        if self.format in ("stanford40", "folder") and self.path is None:
+            raise ValueError(f"format {self.format!r} needs data.path")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        return self
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format is not None:
+            return self.format
+        if self.path is None:
+            return "synthetic"
+        return "stanford40" if (Path(self.path) / "ImageSplits" / "actions.txt").is_file() else "folder"
+
+
+class LongVideoSynthConfig(Strict):
+    """The embedded long-video set: rendered, then extracted, once under ``root`` and reused."""
+
+    root: Path = Path("data/synth_longvideo")
+    videos_per_class: int = Field(80, ge=2)
+    duration_s: float = Field(120.0, ge=40)
+    seed: int = 0
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+class FeatureExtractionConfig(Strict):
+    """How features are extracted (``lightact extract-features`` options). The embedded set uses
+    these defaults: a random-weight ResNet-10-T on 64x64 frames at 1 fps, the tiny 3D CNN on 8-frame
+    32x32 clips at 4 fps, a clip every 2 s. For a user's store the settings are read from the store."""
+
+    frame_encoder: str = "timm/resnet10t"
+    frame_weights: Path | None = None
+    frame_size: int = Field(64, ge=8)
+    fps: float = Field(1.0, gt=0)
+    clip_encoder: str = "clip3d_tiny"
+    clip_weights: Path | None = None
+    clip_size: int = Field(32, ge=8)
+    clip_len: int = Field(8, ge=1)
+    clip_fps: float = Field(4.0, gt=0)
+    clip_stride: float = Field(2.0, gt=0)
+
+
+class LongVideoDataConfig(DataConfigBase):
+    """Cached features of long videos (issue 7): a feature store plus LVU-style CSVs
+    (``video_path,label``), or, with ``store`` unset, the embedded synthetic set."""
+
+    kind: Literal["longvideo"] = "longvideo"
+    batch_size: int = Field(16, ge=1)
+    store: Path | None = None  # folder of per-video .safetensors; None = the embedded synthetic set
+    train_csv: Path | None = None
+    val_csv: Path | None = None
+    test_csv: Path | None = None  # defaults to val_csv
+    task: Literal["classification", "regression"] = "classification"
+    # Class names (or a text file, one a line); for regression the target's name(s).
+    classes: list[str] | Path | None = None
+    max_frames: int | None = Field(None, ge=1)  # training: at most this many frame tokens, evenly spread
+    max_clips: int | None = Field(None, ge=1)
+    time_shift: float = Field(0.0, ge=0)  # training: shift each video's times by up to this many seconds
+    regression_loss: Literal["mse", "l1"] = "mse"
+    synth: LongVideoSynthConfig = LongVideoSynthConfig()
+    extraction: FeatureExtractionConfig = FeatureExtractionConfig()
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> LongVideoDataConfig:
+        if self.store is not None and (self.train_csv is None or self.val_csv is None):
+            raise ValueError("a feature store needs train_csv and val_csv (LVU-style video_path,label)")
+        return self
+
+
+def _data_kind(value: Any) -> str:
+    # Configs written before other modalities existed have no ``kind``: they are skeleton configs.
+    if isinstance(value, dict):
+        return value.get("kind", "skeleton")
+    return getattr(value, "kind", "skeleton")
+
+
+DATA_KINDS = ("skeleton", "video", "image", "longvideo")
+DataConfig = Annotated[
+    Annotated[SkeletonDataConfig, Tag("skeleton")]
+    | Annotated[VideoDataConfig, Tag("video")]
+    | Annotated[ImageDataConfig, Tag("image")]
+    | Annotated[LongVideoDataConfig, Tag("longvideo")],
+    Discriminator(_data_kind),
+]
+
+
 class ModelConfig(BaseModel):
     """``name`` picks a registered model; every other key is a constructor argument, checked
     against the constructor's signature and type hints."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "star_64"
+    weights: Path | None = None  # the user's pretrained weights (safetensors or a torch state dict)
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -70,6 +249,8 @@ class ModelConfig(BaseModel):
             entry = model_entry(self.name)
         except KeyError as err:
             raise ValueError(str(err.args[0])) from None
+        if entry.external:
+            return self  # timm/torchvision constructors take open-ended keyword arguments
         model_class = typing.get_type_hints(entry.factory)["return"]
         hints = typing.get_type_hints(model_class.__init__)
         accepted = [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
@@ -111,7 +292,31 @@ class TrainerConfig(Strict):
 
 class EvalConfig(Strict):
     num_clips: int = Field(1, ge=1)  # test views per sample, scores averaged
+    num_crops: int = Field(1, ge=1)  # spatial test crops per clip (video, image), scores averaged
     clip_len: int | None = None  # frames per test view (uniformly resampled); None = whole clip
+
+
+class DistillConfig(Strict):
+    """Knowledge distillation from a frozen teacher (issue 6).
+
+    ``soft``: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, label)``;
+    ``hard``: ``alpha * CE(student, argmax teacher) + (1 - alpha) * CE(student, label)``;
+    ``token``: DeiT, for students with a distillation token (``timm/deit_*_distilled_*``): the class
+    head learns the labels, the distillation head the teacher (``token_target``), weighted the same.
+    """
+
+    mode: Literal["soft", "hard", "token"] = "soft"
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(4.0, gt=0)
+    token_target: Literal["hard", "soft"] = "hard"  # what the distillation head learns in token mode
+    teacher: str = "timm/convnext_tiny"
+    teacher_kwargs: dict[str, Any] = {}  # constructor arguments beyond num_classes (and img_size)
+    teacher_weights: Path | None = None  # a lightact work dir, its model.safetensors, or a state dict
+    # online: the teacher sees every fresh augmentation; cached: its logits for cache_views fixed
+    # augmented views per image are computed once, and each epoch picks one view per image.
+    cache: Literal["online", "cached"] = "online"
+    cache_views: int = Field(4, ge=1)
+    cache_path: Path | None = None  # default: <work_dir>/teacher_logits.safetensors
 
 
 class ExperimentConfig(Strict):
@@ -119,10 +324,11 @@ class ExperimentConfig(Strict):
     seed: int = 0
     work_dir: Path | None = None  # default: work_dirs/<name>
     model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
+    data: DataConfig = SkeletonDataConfig()
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()
     eval: EvalConfig = EvalConfig()
+    distill: DistillConfig | None = None
 
     @property
     def resolved_work_dir(self) -> Path:
@@ -153,7 +359,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def _format_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = list(e["loc"])
+        if loc[:1] == ["data"] and len(loc) > 1 and loc[1] in DATA_KINDS:
+            del loc[1]  # pydantic names the union member the data section was read as
+        key = ".".join(str(p) for p in loc) or "(top level)"
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = "unknown key"

@@ -28,12 +28,13 @@ are the mean of the windows' (windows with no person in them are reported but le
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import pickle
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,13 @@ from torch import nn
 from lightact.data.skeleton.layouts import Layout, get_layout, list_layouts
 from lightact.data.skeleton.retarget import RetargetError, retarget, supported_mappings
 from lightact.data.skeleton.transforms import Compose, TemporalResample, build_transforms
+from lightact.data.video.reader import VIDEO_SUFFIXES
+from lightact.engine.checkpoint import read_meta, resolve_weights_path
 
 __all__ = [
     "DEFAULT_FPS",
     "DEFAULT_WINDOW",
     "SKELETON_SUFFIXES",
-    "VIDEO_SUFFIXES",
     "WHOLE_CLIP_MAX_FRAMES",
     "ClassScore",
     "NoPersonError",
@@ -66,11 +68,6 @@ DEFAULT_FPS = 30.0  # NTU RGB+D and the synthetic data are 30 fps
 WHOLE_CLIP_MAX_FRAMES = 300
 DEFAULT_WINDOW = 150
 SKELETON_SUFFIXES = frozenset({".pkl", ".pickle", ".npy"})
-# The pose extractor's (lightact.data.skeleton.pose.VIDEO_EXTENSIONS), listed here so that telling a
-# video from a skeleton file needs neither MediaPipe nor a video decoder.
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
-)
 _BATCH_SIZE = 32
 # Padded models (ST-GCN) average over person slots, and lightact's NTU converter and synthetic data
 # always have two (the second all zeros for one-person actions): inputs with fewer get empty slots.
@@ -794,19 +791,59 @@ def _saved_config(path: Path) -> dict[str, Any]:
 # files and folders
 
 
-def _input_files(path: Path) -> list[Path]:
-    supported = SKELETON_SUFFIXES | VIDEO_SUFFIXES
+def input_files(path: Path, suffixes: Collection[str], what: str) -> list[Path]:
+    """``path`` itself, or the files of a folder whose suffix is one of ``suffixes`` (not recursive,
+    sorted by name); ``what`` names them in the error for a folder that holds none."""
     if not path.exists():
         raise FileNotFoundError(f"no input at {path}")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in supported)
-        if not files:
-            raise PredictionInputError(
-                f"{path} holds no skeleton (.pkl, .pickle, .npy) or video "
-                f"({', '.join(sorted(VIDEO_SUFFIXES))}) file"
-            )
-        return files
-    return [path]
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise PredictionInputError(f"{path} holds no {what} ({', '.join(sorted(suffixes))})")
+    return files
+
+
+def unique_name(text: str, used: set[str]) -> str:
+    """A file-name-safe form of ``text``, numbered when ``used`` already holds it; added to ``used``."""
+    name = base = _safe_name(text)
+    n = 1
+    while name in used:
+        n += 1
+        name = f"{base}_{n}"
+    used.add(name)
+    return name
+
+
+def predict_each(
+    files: Sequence[Path],
+    predict_one: Callable[[Path], Prediction],
+    out_dir: str | Path | None,
+    skip_errors: bool,
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError),
+    timeline: bool = True,
+) -> list[Prediction]:
+    """``predict_one`` on every file; with ``out_dir`` write ``<name>.json`` and (with ``timeline``)
+    ``<name>_timeline.png`` for each. With ``skip_errors`` and several files, a file that fails with
+    one of ``errors`` is skipped with a warning (a single file's error always propagates)."""
+    out = Path(out_dir) if out_dir is not None else None
+    predictions: list[Prediction] = []
+    used: set[str] = set()
+    for file in files:
+        try:
+            prediction = predict_one(file)
+        except errors as err:
+            if not skip_errors or len(files) == 1:
+                raise
+            warnings.warn(f"skipping {file}: {err}", stacklevel=3)
+            continue
+        predictions.append(prediction)
+        if out is not None:
+            name = unique_name(file.stem, used)
+            prediction.save_json(out / f"{name}.json")
+            if timeline:
+                prediction.save_timeline(out / f"{name}_timeline.png")
+    return predictions
 
 
 def _safe_name(text: str) -> str:
@@ -829,11 +866,28 @@ def predict_path(
     prediction: ``<name>`` is the file's stem, with ``_<frame_dir>`` appended for a pickle holding
     several annotations (and a number when names would collide). With ``skip_errors`` a file that
     cannot be classified is skipped with a warning instead of stopping the run."""
+    if not isinstance(checkpoint, Recognizer):
+        modality = read_meta(resolve_weights_path(checkpoint)).get("modality", "skeleton")
+        if modality != "skeleton":
+            # Clips, images and long videos have predictors of their own, with the same options.
+            predictor = importlib.import_module(f"lightact.inference_{modality}")
+            return predictor.predict_files(
+                Path(checkpoint),
+                Path(input),
+                window=window,
+                stride=stride,
+                topk=topk,
+                out_dir=out_dir,
+                device=device,
+                skip_errors=skip_errors,
+            )
     recognizer = (
         checkpoint if isinstance(checkpoint, Recognizer) else Recognizer.from_checkpoint(checkpoint, device)
     )
     input = Path(input)
-    files = _input_files(input)
+    files = input_files(
+        input, SKELETON_SUFFIXES | VIDEO_SUFFIXES, "skeleton (.pkl, .pickle, .npy) or video file"
+    )
     out = Path(out_dir) if out_dir is not None else None
     predictions: list[Prediction] = []
     used: set[str] = set()
@@ -850,14 +904,10 @@ def predict_path(
             predictions.append(prediction)
             if out is None:
                 continue
-            name = _safe_name(file.stem)
+            name = file.stem
             if len(results) > 1:
-                name = f"{name}_{_safe_name(prediction.sample or str(len(used)))}"
-            base, n = name, 1
-            while name in used:
-                n += 1
-                name = f"{base}_{n}"
-            used.add(name)
+                name = f"{name}_{prediction.sample or len(used)}"
+            name = unique_name(name, used)
             prediction.save_json(out / f"{name}.json")
             prediction.save_timeline(out / f"{name}_timeline.png")
     if not predictions:

@@ -10,7 +10,7 @@ def available_cores() -> int:
     ``os.cpu_count()`` where the platform has none."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
+    except (AttributeError, OSError):  # not on Linux
         return os.cpu_count() or 1
 
 

@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
         default=BenchSpec.repeats,
         help="timed calls at least, budget allowing (default 10)",
     )
-    p.add_argument("--min-time", type=float, default=BenchSpec.min_time_s, help="timed seconds at least (1)")
+    p.add_argument("--min-time", type=float, default=BenchSpec.min_time_s, help="timed seconds at least (2)")
     p.add_argument("--max-repeats", type=int, default=BenchSpec.max_repeats, help="timed calls at most (100)")
     p.add_argument(
         "--min-repeats", type=int, default=BenchSpec.min_repeats, help="timed calls whatever the budget"

@@ -19,6 +19,8 @@ from importlib import metadata
 
 import torch
 
+from lightact.utils import available_cores
+
 
 def cpu_model() -> str:
     try:
@@ -29,14 +31,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask; ``os.cpu_count()`` where unknown)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _version(package: str) -> str | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _GLIBC_DEFAULT_MAX_THRESHOLD = 32 * 1024 * 1024  # glibc's dynamic threshold ceiling on 64-bit
 
@@ -86,8 +87,11 @@ def small_mmap_threshold(threshold: int = 64 * 1024) -> Iterator[bool]:
         yield ok
     finally:
         if ok:
-            # Setting the threshold turns glibc's dynamic adjustment off; restore its usual ceiling.
+            # Setting the threshold turns glibc's dynamic adjustment off: pin both thresholds to where
+            # that adjustment ends up for large tensors (mmap 32 MiB, trim twice that), so later
+            # timings do not pay for heap pages handed back to the OS after every call.
             libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_MAX_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 * _GLIBC_DEFAULT_MAX_THRESHOLD)
 
 
 def cpu_peak(fn: Callable[[], object]) -> PeakMemory:

@@ -50,7 +50,19 @@ _TIMM_CLASSES: list[tuple[str, str]] = [
     (r"resnet|resnext|mobilenet|efficientnet|convnext|regnet|ghostnet|mnasnet|densenet|vgg", CONVOLUTION),
 ]
 
-_LIGHTACT_CLASSES = {"star": ATTENTION_ONLY, "stgcn": CONVOLUTION, "composite": COMPOSITE}
+# By name prefix. STAN and the single-stream transformer count as composite: they are transformers
+# over CNN features (cached by `lightact extract-features`), the study's composite design.
+_LIGHTACT_CLASSES = {
+    "star": ATTENTION_ONLY,
+    "pst": ATTENTION_ONLY,
+    "swin": ATTENTION_ONLY,
+    "stgcn": CONVOLUTION,
+    "clip3d": CONVOLUTION,
+    "composite": COMPOSITE,
+    "stan": COMPOSITE,
+    "single_stream": COMPOSITE,
+    "meanpool": "linear",
+}
 
 # ``lightact bench @default``: the study's three classes, at least two models each, and the
 # convolutional baselines, across skeleton, video and image inputs.

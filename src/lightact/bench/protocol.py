@@ -46,7 +46,7 @@ class BenchSpec:
     busy_retries: int = 1  # measure again when other processes used > BUSY_CORES meanwhile
     wait_quiet_s: float = 0.0  # before a re-measurement, wait up to this long for a quiet machine
     warmup_s: float = 0.5
-    min_time_s: float = 1.0
+    min_time_s: float = 2.0
     max_repeats: int = 100
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightact.config import OptimConfig
-from lightact.data.skeleton.batching import SkeletonBatch
+from lightact.data.batch import Batch
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -23,7 +23,10 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 
 
 class ClassificationModule(L.LightningModule):
-    """Trains ``model(*batch.inputs) -> logits`` with label-smoothed cross-entropy."""
+    """Trains ``model(*batch.inputs) -> logits`` with label-smoothed cross-entropy; labels are class
+    ids or, under mixup/cutmix, soft targets."""
+
+    monitor = ("val/top1", "max")  # the metric that picks the best checkpoint, and its direction
 
     def __init__(self, model: nn.Module, num_classes: int, optim: OptimConfig) -> None:
         super().__init__()
@@ -32,13 +35,20 @@ class ClassificationModule(L.LightningModule):
         self.train_top1 = MulticlassAccuracy(num_classes, average="micro")
         self.val_top1 = MulticlassAccuracy(num_classes, average="micro")
 
-    def forward(self, batch: SkeletonBatch) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         return self.model(*batch.inputs)
 
-    def training_step(self, batch: SkeletonBatch, batch_idx: int) -> Tensor:
+    def training_loss(self, logits: Tensor, batch: Batch) -> Tensor:
+        if batch.labels.is_floating_point():
+            # Soft targets come from timm's Mixup, which has already applied label smoothing.
+            return F.cross_entropy(logits, batch.labels)
+        return F.cross_entropy(logits, batch.labels, label_smoothing=self.optim.label_smoothing)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self(batch)
-        loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.optim.label_smoothing)
-        self.train_top1(logits, batch.labels)
+        loss = self.training_loss(logits, batch)
+        hard = batch.labels.argmax(-1) if batch.labels.is_floating_point() else batch.labels
+        self.train_top1(logits, hard)
         size = len(batch)
         self.log(
             "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True
@@ -47,7 +57,7 @@ class ClassificationModule(L.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=size)
         return loss
 
-    def validation_step(self, batch: SkeletonBatch, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self(batch)
         loss = F.cross_entropy(logits, batch.labels)
         self.val_top1(logits, batch.labels)
@@ -57,10 +67,14 @@ class ClassificationModule(L.LightningModule):
 
     def configure_optimizers(self):
         decay, no_decay = [], []
+        # timm models name their position embeddings and tokens; Swin's bias tables are 2D.
+        declared = getattr(self.model, "no_weight_decay", set)()
         for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                # Norms, biases and position/importance tables are not shrunk towards zero.
-                (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+            if not param.requires_grad:
+                continue
+            # Norms, biases, tokens and position/importance tables are not shrunk towards zero.
+            keep = param.ndim <= 1 or name.endswith(".bias") or "relative_position_bias_table" in name
+            (no_decay if keep or name in declared else decay).append(param)
         groups = [
             {"params": decay, "weight_decay": self.optim.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},

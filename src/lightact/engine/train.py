@@ -13,15 +13,17 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from lightact.config import CONFIG_FILE_NAME, ExperimentConfig, dump_config
+from lightact.data.skeleton.layouts import Layout
 from lightact.engine.callbacks import EpochCSVLogger, RNGState
 from lightact.engine.checkpoint import (
     WEIGHTS_FILE,
     AtomicCheckpointIO,
     layout_to_dict,
     load_model,
+    load_pretrained,
     save_weights,
 )
-from lightact.engine.data import SkeletonDataModule
+from lightact.engine.datamodule import ActionDataModule, build_datamodule
 from lightact.engine.module import ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports
 from lightact.models.registry import create_model, model_entry
@@ -29,15 +31,23 @@ from lightact.models.registry import create_model, model_entry
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
-def model_arguments(cfg: ExperimentConfig, data: SkeletonDataModule) -> dict[str, Any]:
-    """Constructor arguments: what the data implies (classes, layout, channels), then the config's."""
-    per_joint = data.in_channels * (3 if data.representation == "packed" else 1)
-    return {
-        "num_classes": data.num_classes,
-        "layout": data.layout,
-        "in_channels": per_joint,
-        **cfg.model.kwargs,
-    }
+def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ClassificationModule:
+    """The training module: distillation when the config has a teacher, regression when the data's
+    targets are numbers, plain classification otherwise."""
+    if cfg.distill is not None:
+        from lightact.engine.distill import DistillationModule, build_teacher
+
+        teacher = build_teacher(cfg.distill, data)
+        return DistillationModule(model, data.num_classes, cfg.optim, cfg.distill, teacher)
+    if data.task == "regression":
+        from lightact.engine.regression import RegressionModule
+
+        return RegressionModule(model, data.num_classes, cfg.optim, loss=data.regression_loss)
+    return ClassificationModule(model, data.num_classes, cfg.optim)
+
+
+def _json_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: layout_to_dict(v) if isinstance(v, Layout) else v for k, v in kwargs.items()}
 
 
 def _precision(cfg: ExperimentConfig) -> str:
@@ -48,7 +58,12 @@ def _precision(cfg: ExperimentConfig) -> str:
     return "32-true"
 
 
-def build_trainer(cfg: ExperimentConfig, work_dir: Path, callbacks: list[L.Callback] = ()) -> L.Trainer:
+def build_trainer(
+    cfg: ExperimentConfig,
+    work_dir: Path,
+    callbacks: list[L.Callback] = (),
+    monitor: tuple[str, str] = ClassificationModule.monitor,
+) -> L.Trainer:
     t = cfg.trainer
     ddp = t.strategy.startswith("ddp")
     bars = [RichProgressBar(leave=True)] if t.progress_bar else []
@@ -72,8 +87,8 @@ def build_trainer(cfg: ExperimentConfig, work_dir: Path, callbacks: list[L.Callb
             ModelCheckpoint(
                 dirpath=work_dir / "checkpoints",
                 filename="best-{epoch:03d}",
-                monitor="val/top1",
-                mode="max",
+                monitor=monitor[0],
+                mode=monitor[1],
                 save_last=True,
                 save_top_k=1,
             ),
@@ -103,11 +118,23 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     entry = model_entry(cfg.model.name)
-    data = SkeletonDataModule(cfg.data, cfg.eval, entry.input_format, cfg.seed)
-    kwargs = model_arguments(cfg, data)
+    if entry.modality != cfg.data.kind:
+        raise ValueError(
+            f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
+        )
+    data = build_datamodule(cfg, entry.input_format)
+    kwargs = {**data.model_arguments(), **cfg.model.kwargs}
     model = create_model(cfg.model.name, **kwargs)
-    module = ClassificationModule(model, data.num_classes, cfg.optim)
-    trainer = build_trainer(cfg, work_dir, callbacks)
+    if cfg.model.weights is not None and not resume:
+        skipped = load_pretrained(model, cfg.model.weights)
+        if skipped["missing"] or skipped["shape_mismatch"]:
+            warnings.warn(
+                f"{cfg.model.weights}: {len(skipped['missing'])} tensors start from random values "
+                f"(e.g. {(skipped['shape_mismatch'] or skipped['missing'])[:3]})",
+                stacklevel=2,
+            )
+    module = build_module(cfg, model, data)
+    trainer = build_trainer(cfg, work_dir, callbacks, module.monitor)
     if trainer.is_global_zero:
         work_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, work_dir / CONFIG_FILE_NAME)
@@ -119,9 +146,12 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
     if trainer.is_global_zero:
         meta = {
             "model": cfg.model.name,
-            "kwargs": {**kwargs, "layout": layout_to_dict(data.layout)},
+            "kwargs": _json_arguments(kwargs),
             "classes": data.class_names,
+            "modality": entry.modality,
             "input_format": entry.input_format,
+            "task": data.task,
+            "data": data.inference_meta(),
         }
         save_weights(module.model, work_dir / WEIGHTS_FILE, meta)
         evaluate(cfg, work_dir, data=data)
@@ -129,39 +159,62 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, loader, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities per sample, averaged over its test views, and the labels."""
-    probs_sum, labels, views = None, torch.zeros(num_samples, dtype=torch.long), torch.zeros(num_samples)
+def predict_probabilities(
+    model: nn.Module, loader, num_samples: int, softmax: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the outputs (class probabilities, or raw values for regression) averaged over
+    its test views, and the targets."""
+    out_sum, targets, views = None, None, torch.zeros(num_samples)
     for batch in loader:
-        probs = model(*batch.inputs).float().softmax(-1)
-        if probs_sum is None:
-            probs_sum = torch.zeros(num_samples, probs.shape[1])
-        probs_sum.index_add_(0, batch.sample_index, probs)
+        out = model(*batch.inputs).float()
+        out = out.softmax(-1) if softmax else out
+        if out_sum is None:
+            out_sum = torch.zeros(num_samples, *out.shape[1:])
+            targets = torch.zeros(num_samples, *batch.labels.shape[1:], dtype=batch.labels.dtype)
+        out_sum.index_add_(0, batch.sample_index, out)
         views.index_add_(0, batch.sample_index, torch.ones(len(batch)))
-        labels[batch.sample_index] = batch.labels
-    return probs_sum / views.clamp(min=1)[:, None], labels
+        targets[batch.sample_index] = batch.labels
+    if out_sum is None:
+        raise ValueError("the test split is empty")
+    seen = views > 0
+    if not seen.all():
+        # Every view of these samples failed to load (an undecodable video): they are left out of
+        # the metrics rather than scored as all-zero predictions.
+        warnings.warn(
+            f"{int((~seen).sum())} test sample(s) had no usable view and are left out", stacklevel=2
+        )
+    return out_sum[seen] / views[seen].view(-1, *[1] * (out_sum.ndim - 1)), targets[seen]
 
 
 def evaluate(
     cfg: ExperimentConfig,
     checkpoint: str | Path,
-    data: SkeletonDataModule | None = None,
+    data: ActionDataModule | None = None,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Top-1/top-5/mean-class accuracy on the test split (``eval.num_clips`` views averaged),
-    written as JSON, per-class CSV and a confusion-matrix PNG beside the checkpoint."""
+    """Top-1/top-5/mean-class accuracy (or regression errors) on the test split, test views
+    averaged, written as JSON, per-class CSV and a confusion-matrix PNG beside the checkpoint."""
     model, meta = load_model(checkpoint)
     if meta["model"] != cfg.model.name:
         raise ValueError(
             f"checkpoint {checkpoint} holds model {meta['model']}, the config asks for {cfg.model.name}"
         )
-    data = data or SkeletonDataModule(cfg.data, cfg.eval, meta["input_format"], cfg.seed)
+    data = data or build_datamodule(cfg, meta["input_format"])
     if data.class_names != meta["classes"]:
         raise ValueError(f"checkpoint {checkpoint} was trained on other classes than this config's data")
-    dataset = data.test_dataloader().dataset
-    probs, labels = predict_probabilities(model, data.test_dataloader(), len(dataset.annotations))
-    metrics = classification_metrics(probs, labels, data.class_names)
-    metrics["num_clips"] = cfg.eval.num_clips
+    loader = data.test_dataloader()
+    regression = data.task == "regression"
+    outputs, targets = predict_probabilities(model, loader, loader.dataset.num_samples, not regression)
     path = Path(checkpoint)
-    write_reports(metrics, data.class_names, out_dir or (path if path.is_dir() else path.parent))
+    out_dir = out_dir or (path if path.is_dir() else path.parent)
+    if regression:
+        from lightact.engine.regression import regression_metrics, write_regression_reports
+
+        metrics = regression_metrics(outputs, targets, data.class_names)
+        metrics["num_clips"] = data.test_views
+        write_regression_reports(metrics, out_dir)
+    else:
+        metrics = classification_metrics(outputs, targets, data.class_names)
+        metrics["num_clips"] = data.test_views
+        write_reports(metrics, data.class_names, out_dir)
     return metrics

@@ -85,17 +85,35 @@ def export_target(model: nn.Module, modality: str | None = None) -> ExportTarget
             alternate={"batch": 2, "frames": 150, "persons": 1},
             note="ST-GCN: x [N, C, T, V, M] (persons M last), logits averaged over persons.",
         )
-    if isinstance(model, CompositeVideoTransformer) or modality == "video":
+    size = getattr(model, "img_size", 224)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    if isinstance(model, CompositeVideoTransformer):
         return ExportTarget(
             model,
-            canonical=(1, 3, 16, 224, 224),
+            canonical=(1, 3, 16, height, width),
             axes={0: "batch", 2: "frames"},
             alternate={"batch": 2, "frames": 8},
             note="video clip x [N, 3, T, H, W]",
         )
+    if modality == "video":
+        # Models built for a clip length (their position bias or shift pattern depends on it) say so.
+        frames = getattr(model, "num_frames", None)
+        return ExportTarget(
+            model,
+            canonical=(1, 3, frames or 16, height, width),
+            axes={0: "batch"} if frames else {0: "batch", 2: "frames"},
+            alternate={"batch": 2} if frames else {"batch": 2, "frames": 8},
+            note=f"video clip x [N, 3, {frames or 'T'}, {height}, {width}]",
+        )
     if modality == "image":
         return ExportTarget(
-            model, canonical=(1, 3, 224, 224), axes={0: "batch"}, alternate={"batch": 2}, note="image"
+            model, canonical=(1, 3, height, width), axes={0: "batch"}, alternate={"batch": 2}, note="image"
+        )
+    if modality == "longvideo":
+        raise NotExportable(
+            "long-video models take several packed inputs (frame and clip features with their times "
+            "and per-video lengths) and the ONNX path handles one-input models; the per-video encoders "
+            "that make those features (timm/<name>, tv/<name>, video models) do export"
         )
     raise NotExportable(
         f"no canonical input is known for {type(model).__name__} (modality {modality!r}); "

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-
-@dataclass
-class SkeletonBatch:
-    """What a skeleton model's ``forward(*inputs)`` takes, plus labels.
-
-    ``sample_index`` maps each clip to its dataset sample, so several test views of one sample can
-    be averaged.
-    """
-
-    inputs: tuple[Tensor, ...]
-    labels: Tensor
-    sample_index: Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
+from lightact.data.batch import Batch
 
 
 def pack_clips(clips: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -52,14 +36,14 @@ def pad_clips(clips: list[Tensor], length: int | None = None) -> Tensor:
     return out
 
 
-def collate_packed(items: list[dict]) -> SkeletonBatch:
+def collate_packed(items: list[dict]) -> Batch:
     x, clip_ids = pack_clips([item["frames"] for item in items])
-    return SkeletonBatch((x, clip_ids), *_labels(items))
+    return Batch((x, clip_ids), *_labels(items))
 
 
 def make_collate_padded(length: int | None):
-    def collate_padded(items: list[dict]) -> SkeletonBatch:
-        return SkeletonBatch((pad_clips([item["frames"] for item in items], length),), *_labels(items))
+    def collate_padded(items: list[dict]) -> Batch:
+        return Batch((pad_clips([item["frames"] for item in items], length),), *_labels(items))
 
     return collate_padded
 

@@ -44,13 +44,18 @@ from typing import Any
 
 import numpy as np
 
-from lightact.data.video.reader import MissingDependencyError, VideoDecodeError, iter_frames, video_info
+from lightact.data.video.reader import (
+    VIDEO_SUFFIXES,
+    MissingDependencyError,
+    VideoDecodeError,
+    iter_frames,
+    video_info,
+)
 from lightact.utils import available_cores, progress_bar
 
 __all__ = [
     "LAYOUT",
     "NUM_LANDMARKS",
-    "VIDEO_EXTENSIONS",
     "MissingDependencyError",
     "PoseExtractor",
     "collect_videos",
@@ -62,9 +67,6 @@ __all__ = [
 LAYOUT = "mediapipe33"
 NUM_LANDMARKS = 33
 MODEL_COMPLEXITY = 1  # the only Pose model the mediapipe wheel ships; 0 and 2 are downloaded on first use
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
-)
 _INSTALL_HINT = "pip install 'lightact[pose]' (or: pip install mediapipe==0.10.21)"
 _PART_VERSION = 1
 
@@ -556,13 +558,13 @@ def collect_videos(inputs: str | Path | Sequence[str | Path]) -> list[tuple[Path
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if not found:
                 raise FileNotFoundError(
-                    f"no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) under {path}"
+                    f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {path}"
                 )
             videos += [(p, -1) for p in found]
-        elif path.suffix.lower() in VIDEO_EXTENSIONS:
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
             videos.append((path, -1))  # a missing video is reported as failed, not raised
         elif path.is_file():
             videos += _read_video_list(path)

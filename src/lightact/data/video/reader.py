@@ -27,6 +27,12 @@ __all__ = [
 ]
 
 
+# File suffixes taken for videos when a folder is searched (pose, predict, feature extraction).
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+)
+
+
 class MissingDependencyError(ImportError):
     """An optional dependency is not installed; the message says what to install."""
 
@@ -54,7 +60,7 @@ def _av():
     try:
         import av  # PyAV; imported lazily so that importing this module stays cheap
     except ImportError as err:
-        raise MissingDependencyError("video decoding needs PyAV: pip install 'lightact[video]'") from err
+        raise MissingDependencyError("video decoding needs PyAV: pip install av") from err
     return av
 
 

@@ -1,0 +1,111 @@
+"""The data-module contract every modality follows, and the lookup from ``data.kind`` to its module.
+
+A modality's data module turns its section of the experiment config into datasets and batches
+(:class:`lightact.data.batch.Batch`). Datasets are indexed by ``(epoch, index)`` pairs from
+:class:`SeededShardSampler`, so random augmentation can be seeded by ``(seed, epoch, index)``: a
+resumed run then sees exactly the batches an uninterrupted one would, on any number of processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lightact.data.batch import Batch
+from lightact.data.sharding import SeededShardSampler
+
+if TYPE_CHECKING:
+    from lightact.config import ExperimentConfig
+
+# data.kind -> "module:class", imported on first use so one modality's dependencies (PyAV, ...) are
+# not needed by another's.
+DATA_MODULES = {
+    "skeleton": "lightact.engine.skeleton_data:SkeletonDataModule",
+    "video": "lightact.engine.video_data:VideoDataModule",
+    "image": "lightact.engine.image_data:ImageDataModule",
+    "longvideo": "lightact.engine.longvideo_data:LongVideoDataModule",
+}
+
+
+class ActionDataModule(L.LightningDataModule):
+    """Base for every modality.
+
+    Subclasses provide ``class_names``, ``model_arguments()``, ``dataset(split, train, views)``
+    (a dataset indexed by ``(epoch, index)`` with a ``num_samples`` attribute: distinct samples,
+    each yielding ``views`` items in test mode), ``collate(items) -> Batch`` and
+    ``inference_meta()``; ``task`` is "classification" or "regression".
+    """
+
+    task = "classification"
+
+    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
+        super().__init__()
+        self.experiment = cfg
+        self.cfg = cfg.data
+        self.eval_cfg = cfg.eval
+        self.seed = cfg.seed
+        self.input_format = input_format
+
+    @property
+    def class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def model_arguments(self) -> dict[str, Any]:
+        """Constructor arguments the data implies (classes, input size, channels, ...)."""
+        raise NotImplementedError
+
+    def dataset(self, split: str, train: bool, views: int = 1) -> Dataset:
+        raise NotImplementedError
+
+    def collate(self, items: list[Any]) -> Batch:
+        raise NotImplementedError
+
+    def inference_meta(self) -> dict[str, Any]:
+        """What a predictor needs to prepare new inputs like the training data (JSON-serialisable)."""
+        return {}
+
+    @property
+    def test_views(self) -> int:
+        return self.eval_cfg.num_clips
+
+    def loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        size = len(dataset)
+        if size == 0:
+            raise ValueError("the dataset is empty: no usable samples in this split")
+        sampler = SeededShardSampler(size, shuffle, self.seed, rank, world, self.cfg.batch_size)
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            # A private generator keeps loader start-up from drawing on the global RNG, which
+            # would make a resumed run's dropout differ from an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("train", train=True), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("val", train=False), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self.dataset("test", train=False, views=self.test_views), shuffle=False)
+
+
+def build_datamodule(cfg: ExperimentConfig, input_format: str) -> ActionDataModule:
+    """The data module for ``cfg.data.kind``."""
+    module_name, _, class_name = DATA_MODULES[cfg.data.kind].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(cfg, input_format)

@@ -1,0 +1,152 @@
+"""Lightning data module for still images (``data.kind: image``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from lightact.config import ExperimentConfig, ImageDataConfig
+from lightact.data.image.dataset import FixedViews, ImageBatch, ImageDataset, collate_images
+from lightact.data.image.sources import (
+    ImageSamples,
+    drop_unreadable,
+    read_image_folder,
+    read_stanford40,
+    synthetic_samples,
+)
+from lightact.data.image.transforms import MAX_TEST_VIEWS, ImageTransformSpec
+from lightact.engine.datamodule import ActionDataModule
+
+
+def takes_img_size(model_name: str, img_size: int) -> bool:
+    """Whether the model's constructor has an ``img_size`` argument (ViT, Swin, MViT do; ConvNeXt,
+    PVT-v2 do not). timm builders take ``**kwargs``, so the model is built on the meta device
+    (no memory, no weights) to find out."""
+    from lightact.models.registry import model_entry
+
+    entry = model_entry(model_name)
+    if not entry.external:
+        model_class = typing.get_type_hints(entry.factory).get("return")
+        return model_class is not None and "img_size" in model_class.__init__.__code__.co_varnames
+    try:
+        with torch.device("meta"):
+            entry.factory(num_classes=2, img_size=img_size)
+    except TypeError as err:
+        if "img_size" in str(err):
+            return False
+        raise
+    return True
+
+
+def spec_from_config(cfg: ImageDataConfig) -> ImageTransformSpec:
+    return ImageTransformSpec(
+        img_size=cfg.img_size,
+        crop_scale=tuple(cfg.crop_scale),
+        hflip=cfg.hflip,
+        color_jitter=cfg.color_jitter,
+        crop_pct=cfg.crop_pct,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+    )
+
+
+class ImageDataModule(ActionDataModule):
+    """Stanford 40 (official split), a class-per-folder tree, or the embedded synthetic set.
+
+    With ``distill.cache: cached`` the training set serves ``distill.cache_views`` fixed augmented
+    views per image (see :class:`ImageDataset`), and :meth:`teacher_views` lists them all for the
+    teacher-logit cache.
+    """
+
+    cfg: ImageDataConfig
+
+    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
+        super().__init__(cfg, input_format)
+        self.spec = spec_from_config(self.cfg)
+        self._samples: dict[str, ImageSamples] = {}
+
+    def samples(self, split: str) -> ImageSamples:
+        """The images of a named split (``train``, ``test``, ...), read once."""
+        if split not in self._samples:
+            cfg = self.cfg
+            fmt = cfg.resolved_format
+            if fmt == "synthetic":
+                s = cfg.synth
+                samples = synthetic_samples(split, s.samples_per_class, s.seed, s.size, s.test_fraction)
+            elif fmt == "stanford40":
+                samples = read_stanford40(cfg.path, split)
+            else:
+                samples = read_image_folder(cfg.path, split, cfg.holdout_fraction)
+            if cfg.on_corrupt == "skip":
+                samples = drop_unreadable(samples, cfg.img_size)
+            self._samples[split] = samples
+        return self._samples[split]
+
+    def _split_name(self, split: str) -> str:
+        return {"train": self.cfg.train_split, "val": self.cfg.val_split, "test": self.cfg.test_split}.get(
+            split, split
+        )
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        return list(self.samples(self.cfg.train_split).classes)
+
+    def model_arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"num_classes": self.num_classes}
+        if takes_img_size(self.experiment.model.name, self.cfg.img_size):
+            args["img_size"] = self.cfg.img_size
+        return args
+
+    @property
+    def test_views(self) -> int:
+        views = self.eval_cfg.num_crops
+        if views > MAX_TEST_VIEWS:
+            raise ValueError(f"eval.num_crops={views}: images have at most {MAX_TEST_VIEWS} test crops")
+        return views
+
+    @property
+    def cache_views(self) -> int:
+        distill = self.experiment.distill
+        return distill.cache_views if distill is not None and distill.cache == "cached" else 0
+
+    def dataset(self, split: str, train: bool, views: int = 1) -> ImageDataset:
+        samples = self.samples(self._split_name(split))
+        if samples.classes != self.class_names:
+            raise ValueError(f"split {split!r} has other classes than the training split")
+        return ImageDataset(samples, self.spec, train, self.seed, views, self.cache_views if train else 0)
+
+    def collate(self, items: list) -> ImageBatch:
+        return collate_images(items)
+
+    def teacher_views(self) -> FixedViews:
+        """Every fixed augmented training view, in (sample, view) order, for the logit cache."""
+        if not self.cache_views:
+            raise ValueError("teacher_views() needs distill.cache: cached")
+        return FixedViews(self.dataset("train", train=True), self.cache_views)
+
+    def cache_fingerprint(self) -> dict[str, Any]:
+        """What the cached teacher logits depend on, besides the teacher itself."""
+        samples = self.samples(self.cfg.train_split)
+        keys = hashlib.sha256(json.dumps([samples.keys, samples.labels.tolist()]).encode()).hexdigest()
+        return {
+            "samples": keys,
+            "num_samples": len(samples),
+            "views": self.cache_views,
+            "seed": self.seed,
+            "transform": json.dumps(self.spec.__dict__, sort_keys=True, default=list),
+        }
+
+    def inference_meta(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "img_size": spec.img_size,
+            "crop_pct": spec.crop_pct,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "num_crops": self.test_views,
+        }
