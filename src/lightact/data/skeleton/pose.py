@@ -560,9 +560,7 @@ def collect_videos(inputs: str | Path | Sequence[str | Path]) -> list[tuple[Path
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
             if not found:
-                raise FileNotFoundError(
-                    f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {path}"
-                )
+                raise FileNotFoundError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {path}")
             videos += [(p, -1) for p in found]
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             videos.append((path, -1))  # a missing video is reported as failed, not raised
