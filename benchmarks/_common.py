@@ -15,19 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it ("unknown" elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from lightact.bench.env import cpu_model
+from lightact.bench.flops import count_flops as library_flops
 
 
 def machine_info(device: torch.device) -> dict[str, object]:
@@ -119,15 +109,8 @@ def median(values: Sequence[float]) -> float:
 
 
 def count_flops(fn: Callable[[], object]) -> int:
-    """Floating-point operations of one call, as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
-
-    Convention: a multiply-add is 2 FLOPs; only matrix products, convolutions and attention kernels are
-    counted (elementwise ops, norms, softmax and reductions are not). Divide by 2 for MACs, the unit
-    most papers (and fvcore) call "FLOPs".
-    """
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+    """FLOPs of one call as ``lightact bench`` counts them (a multiply-add = 2; divide by 2 for MACs)."""
+    return library_flops(fn).flops
 
 
 def _status_bytes(field: str) -> int:

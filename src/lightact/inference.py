@@ -100,7 +100,8 @@ class ClassScore:
         return cls(str(data["label"]), int(data["index"]), float(data["probability"]))
 
 
-def _topk(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[ClassScore]:
+def top_classes(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[ClassScore]:
+    """The ``k`` most probable classes, best first."""
     # A stable sort keeps ties in class order, so the ranking is reproducible.
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [ClassScore(classes[i], int(i), float(probabilities[i])) for i in order]
@@ -577,7 +578,7 @@ class Recognizer:
                     start_time=start / fps,
                     end_time=end / fps,
                     probabilities=p,
-                    topk=[] if p is None else _topk(p, self.classes, topk),
+                    topk=[] if p is None else top_classes(p, self.classes, topk),
                 )
             )
         overall = np.mean([w.probabilities for w in windows if w.has_person], axis=0)
@@ -586,7 +587,7 @@ class Recognizer:
             source=item.source,
             classes=list(self.classes),
             probabilities=overall,
-            topk=_topk(overall, self.classes, topk),
+            topk=top_classes(overall, self.classes, topk),
             windows=windows,
             fps=float(fps),
             num_frames=int(total),

@@ -16,7 +16,7 @@ from torch import nn
 
 from lightact.data.image.sources import IMAGE_SUFFIXES, ImageReadError, decode_image
 from lightact.data.image.transforms import ImageTransformSpec, eval_view
-from lightact.inference import ClassScore, Prediction, WindowPrediction, input_files, predict_each
+from lightact.inference import Prediction, WindowPrediction, input_files, predict_each, top_classes
 
 
 class ImageRecognizer:
@@ -62,8 +62,7 @@ class ImageRecognizer:
         else:
             image, name = decode_image(Path(source), self.spec.img_size), str(source)
         probs = self.probabilities(image)
-        order = np.argsort(-probs, kind="stable")[: max(1, topk)]
-        top = [ClassScore(self.classes[i], int(i), float(probs[i])) for i in order]
+        top = top_classes(probs, self.classes, max(1, topk))
         # A still image is one "window" of one frame, so the JSON reads like a clip's.
         window = WindowPrediction(0, 1, 0.0, 1.0, probs, top)
         return Prediction(

@@ -33,7 +33,14 @@ from lightact.data.longvideo.extract import Encoders, ExtractionSettings, extrac
 from lightact.data.longvideo.store import VideoFeatures, read_features
 from lightact.data.video.reader import VIDEO_SUFFIXES
 from lightact.engine.checkpoint import load_model
-from lightact.inference import ClassScore, Prediction, WindowPrediction, _topk, input_files, predict_each
+from lightact.inference import (
+    ClassScore,
+    Prediction,
+    WindowPrediction,
+    input_files,
+    predict_each,
+    top_classes,
+)
 
 __all__ = [
     "DEFAULT_WINDOW_S",
@@ -159,7 +166,7 @@ class LongVideoRecognizer:
 
     def _ranked(self, scores: np.ndarray, k: int) -> list[ClassScore]:
         if self.task == "classification":
-            return _topk(scores, self.classes, k)
+            return top_classes(scores, self.classes, k)
         return [
             ClassScore(name, i, float(v))
             for i, (name, v) in enumerate(zip(self.classes, scores, strict=True))

@@ -24,11 +24,11 @@ from lightact.data.video.reader import VIDEO_SUFFIXES, VideoDecodeError, video_i
 from lightact.data.video.sampling import clip_indices
 from lightact.data.video.transforms import center_crop, normalize, resize_short_side
 from lightact.inference import (
-    ClassScore,
     Prediction,
     WindowPrediction,
     input_files,
     predict_each,
+    top_classes,
     window_starts,
 )
 
@@ -105,17 +105,14 @@ class VideoRecognizer:
         fps = info.fps or 25.0
         windows = []
         for s, p in zip(starts, probs, strict=True):
-            order = np.argsort(-p, kind="stable")[:k]
-            top = [ClassScore(self.classes[i], int(i), float(p[i])) for i in order]
             end = min(s + window, total)
-            windows.append(WindowPrediction(s, end, s / fps, end / fps, p, top))
+            windows.append(WindowPrediction(s, end, s / fps, end / fps, p, top_classes(p, self.classes, k)))
         overall = probs.mean(0)
-        order = np.argsort(-overall, kind="stable")[:k]
         return Prediction(
             source=str(path),
             classes=self.classes,
             probabilities=overall,
-            topk=[ClassScore(self.classes[i], int(i), float(overall[i])) for i in order],
+            topk=top_classes(overall, self.classes, k),
             windows=windows,
             fps=fps,
             num_frames=total,

@@ -385,16 +385,14 @@ class DistillationModule(ClassificationModule):
         output = self.model(*batch.inputs)
         teacher = self.teacher_logits(batch)
         loss, logits = self.distillation_loss(output, teacher, batch.labels)
-        hard = batch.labels.argmax(-1) if batch.labels.is_floating_point() else batch.labels
-        self.train_top1(logits, hard)
-        size = len(batch)
-        self.log(
-            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True
-        )
-        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=size)
+        self.log_training(loss, logits, batch)
         agree = (logits.argmax(-1) == teacher.argmax(-1)).float().mean()
         self.log(
-            "train/teacher_agreement", agree, on_step=False, on_epoch=True, batch_size=size, sync_dist=True
+            "train/teacher_agreement",
+            agree,
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(batch),
+            sync_dist=True,
         )
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=size)
         return loss

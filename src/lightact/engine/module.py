@@ -47,6 +47,11 @@ class ClassificationModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self(batch)
         loss = self.training_loss(logits, batch)
+        self.log_training(loss, logits, batch)
+        return loss
+
+    def log_training(self, loss: Tensor, logits: Tensor, batch: Batch) -> None:
+        """Epoch means of the loss and top-1 (against the hard labels), and the learning rate."""
         hard = batch.labels.argmax(-1) if batch.labels.is_floating_point() else batch.labels
         self.train_top1(logits, hard)
         size = len(batch)
@@ -55,7 +60,6 @@ class ClassificationModule(L.LightningModule):
         )
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=size)
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=size)
-        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self(batch)

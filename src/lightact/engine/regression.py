@@ -73,7 +73,7 @@ class RegressionModule(ClassificationModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         preds, targets = self._outputs(batch)
         size = len(batch)
-        loss = F.mse_loss(preds, targets) if self.loss_name == "mse" else F.l1_loss(preds, targets)
+        loss = self.training_loss(preds, batch)
         self.val_mse(preds.flatten(), targets.flatten())
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("val/mse", self.val_mse, on_epoch=True, prog_bar=True, batch_size=size)

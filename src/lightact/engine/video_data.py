@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from lightact.config import ExperimentConfig, VideoDataConfig
-from lightact.data.batch import Batch
-from lightact.data.video.datasets import VideoClipDataset, VideoRecord, load_records
+from lightact.data.video.datasets import ClipBatch, VideoClipDataset, VideoRecord, load_records
 from lightact.data.video.transforms import MixupCutmix, flip_label_map, normalize
 from lightact.engine.datamodule import ActionDataModule
 
@@ -124,7 +123,7 @@ class VideoDataModule(ActionDataModule):
             frame_template=self.cfg.frame_template,
         )
 
-    def collate(self, items: list[dict]) -> Batch:
+    def collate(self, items: list[dict]) -> ClipBatch:
         failed = [name for item in items for name in item["failed"]]
         kept = [item for item in items if item["clip"] is not None]
         if kept:
@@ -138,12 +137,10 @@ class VideoDataModule(ActionDataModule):
         if self._mix is not None and training and len(kept) > 1:
             rng = np.random.default_rng([self.seed, kept[0]["epoch"], kept[0]["index"], 7])
             clips, labels = self._mix(clips, labels, rng)
-        batch = Batch(inputs=(clips,), labels=labels, sample_index=index)
-        batch.skipped = failed  # read in the main process by on_before_batch_transfer
-        return batch
+        return ClipBatch(inputs=(clips,), labels=labels, sample_index=index, skipped=failed)
 
-    def on_before_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        skipped = getattr(batch, "skipped", None)
+    def on_before_batch_transfer(self, batch: ClipBatch, dataloader_idx: int) -> ClipBatch:
+        skipped = batch.skipped
         trainer = self.trainer
         if skipped and trainer is not None:
             stage = "train" if trainer.training else "val" if trainer.validating else "test"

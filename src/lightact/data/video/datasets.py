@@ -23,7 +23,7 @@ import csv
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lightact.data.batch import Batch
 from lightact.data.video.clips import FRAME_TEMPLATE, read_clip, read_frame_folder
 from lightact.data.video.reader import VideoDecodeError
 from lightact.data.video.sampling import SamplingMode, clip_indices
@@ -47,6 +48,14 @@ __all__ = [
 ]
 
 VideoFormat = Literal["list", "kinetics", "ssv2", "diving48"]
+
+
+@dataclass
+class ClipBatch(Batch):
+    """A :class:`Batch` that also names the videos of its samples that could not be decoded (left
+    out of the batch), so the data module can count them in the main process."""
+
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
