@@ -54,6 +54,8 @@ def compare(first: dict[tuple, dict], second: dict[tuple, dict], tolerance: floa
                 "ratio": ratio,
                 "spread_pct_run1": a.get("spread_pct"),
                 "spread_pct_run2": b.get("spread_pct"),
+                "round_drift_pct_run1": a.get("round_drift_pct"),
+                "round_drift_pct_run2": b.get("round_drift_pct"),
                 "other_load_run1": a.get("other_load"),
                 "other_load_run2": b.get("other_load"),
                 "within_tolerance": ok,

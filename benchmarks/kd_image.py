@@ -101,6 +101,8 @@ def accuracy_part(args, out: Path) -> dict:
     runs: dict[str, list[dict[str, float]]] = {"no_kd": [], "kd": []}
     for seed in args.seeds:
         for kind, distill in (("no_kd", None), ("kd", teacher)):
+            if kind not in args.kinds:
+                continue
             raw = experiment(f"{kind}_s{seed}", out, seed, args.epochs, distill)
             start = time.perf_counter()
             if not (out / raw["name"] / "model.safetensors").is_file():
@@ -115,8 +117,8 @@ def accuracy_part(args, out: Path) -> dict:
         "distill": teacher,
         "teacher_test": {"top1": teacher_raw.get("top1"), "mAP": teacher_raw.get("mAP")},
         "runs": runs,
-        "top1": {k: summary([r["top1"] for r in v]) for k, v in runs.items()},
-        "mAP": {k: summary([r["mAP"] for r in v]) for k, v in runs.items()},
+        "top1": {k: summary([r["top1"] for r in v]) for k, v in runs.items() if v},
+        "mAP": {k: summary([r["mAP"] for r in v]) for k, v in runs.items() if v},
     }
 
 
@@ -209,7 +211,14 @@ def main() -> None:
     parser.add_argument("--teacher-name", default="timm/convnext_atto")
     parser.add_argument("--part", choices=["accuracy", "speed", "all"], default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=["no_kd", "kd"],
+        default=["no_kd", "kd"],
+        help="which arms to run (runs already in --work are read back, not retrained)",
+    )
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--mode", default="hard")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=4.0)

@@ -20,7 +20,7 @@ from lightact.bench.models import (
     resolve,
     timm_class,
 )
-from lightact.bench.protocol import BenchSpec, Stats, measure, quantile
+from lightact.bench.protocol import BenchSpec, Stats, Timing, measure, quantile
 from lightact.bench.report import markdown, pareto_front, read_accuracies, write_reports
 from lightact.cli import app
 
@@ -105,9 +105,50 @@ def test_measure_respects_counts_and_budget():
     assert len(tight.samples) == 3  # the budget is spent: only the minimum number of timed calls
 
 
+def test_collecting_garbage_is_not_timed(monkeypatch):
+    clock = FakeClock()
+
+    def slow_collect():  # a full collection with many models loaded takes a while
+        clock.now += 1.0
+
+    def call():
+        clock.now += 1.0
+
+    monkeypatch.setattr("lightact.bench.protocol.gc.collect", slow_collect)
+    spec = BenchSpec(warmup=0, repeats=1, min_repeats=1, budget_s=1e6, min_time_s=3.0)
+    assert len(measure(call, spec, clock=clock).samples) == 3
+
+
 def test_bench_spec_rejects_nonsense():
     with pytest.raises(ValueError):
         BenchSpec(repeats=2, min_repeats=3)
+    with pytest.raises(ValueError, match="rounds"):
+        BenchSpec(rounds=0)
+
+
+def test_rounds_share_the_counts_and_pool_the_samples():
+    spec = BenchSpec(warmup=3, repeats=10, min_repeats=3, budget_s=9, warmup_s=0.5, min_time_s=3, rounds=3)
+    one_round = BenchSpec(warmup=1, repeats=3, min_repeats=1, budget_s=1e6, warmup_s=0.0, min_time_s=0.0)
+    first, later = spec.for_round(0), spec.for_round(2)
+    assert (first.warmup, first.warmup_s, later.warmup, later.warmup_s) == (3, 0.5, 1, 0.0)
+    for part in (first, later):
+        assert (part.repeats, part.min_repeats, part.rounds, part.max_repeats) == (4, 1, 1, 34)
+        assert part.budget_s == pytest.approx(3.0) and part.min_time_s == pytest.approx(1.0)
+    assert BenchSpec(rounds=1).for_round(0) == BenchSpec(rounds=1)
+
+    clock = FakeClock()
+    pooled = Timing(warmup_done=0)
+    for seconds in (1.0, 2.0, 1.0):  # the middle round ran while the machine was twice as slow
+
+        def call(step=seconds):
+            clock.now += step
+
+        pooled.add_round(measure(call, one_round, clock=clock))
+    assert pooled.samples == [1.0] * 3 + [2.0] * 3 + [1.0] * 3 and pooled.warmup_done == 3
+    assert pooled.round_medians == [1.0, 2.0, 1.0]
+    assert pooled.stats.median == 1.0  # the slow round does not move the pooled median
+    assert pooled.drift == pytest.approx(1.0)  # but it is reported
+    assert Timing(warmup_done=0, samples=[1.0]).drift is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -198,7 +239,7 @@ def test_cli_smoke_two_tiny_models_two_backends(tmp_path):
         "bench", "star_64", "timm/test_vit", "--shape", "star_64=24x25x9",
         "--backend", "eager", "onnxruntime", "--batch", "1", "2",
         "--warmup", "1", "--repeats", "2", "--min-repeats", "1", "--budget", "0.5",
-        "--warmup-time", "0", "--min-time", "0",
+        "--warmup-time", "0", "--min-time", "0", "--rounds", "2",
         "--threads", "1", "--no-calibrate", "--out", str(out),
     ]  # fmt: skip
     result = CliRunner().invoke(app, args)
@@ -211,5 +252,7 @@ def test_cli_smoke_two_tiny_models_two_backends(tmp_path):
         (m, b) for m in ("star_64", "timm/test_vit") for b in ("eager", "onnxruntime")
     }
     assert all(float(r["latency_ms_median"]) > 0 and float(r["gflops"]) > 0 for r in rows)
+    assert all(r["rounds"] == "2" and float(r["round_drift_pct"]) >= 0 for r in rows)
+    assert [r["model"] for r in rows[:4]] == ["star_64"] * 4  # the order asked for, not the timing order
     assert (out / "bench.md").is_file() and (out / "latency_by_backend.png").is_file()
     assert (out / "onnx" / "star_64.onnx").is_file()

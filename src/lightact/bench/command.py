@@ -52,13 +52,19 @@ def parser() -> argparse.ArgumentParser:
         default=BenchSpec.repeats,
         help="timed calls at least, budget allowing (default 10)",
     )
-    p.add_argument("--min-time", type=float, default=BenchSpec.min_time_s, help="timed seconds at least (2)")
+    p.add_argument("--min-time", type=float, default=BenchSpec.min_time_s, help="timed seconds at least (3)")
     p.add_argument("--max-repeats", type=int, default=BenchSpec.max_repeats, help="timed calls at most (100)")
     p.add_argument(
         "--min-repeats", type=int, default=BenchSpec.min_repeats, help="timed calls whatever the budget"
     )
     p.add_argument(
-        "--budget", type=float, default=BenchSpec.budget_s, help="seconds per measurement (default 8)"
+        "--budget", type=float, default=BenchSpec.budget_s, help="seconds per measurement (default 15)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=BenchSpec.rounds,
+        help="split each measurement's timed calls into rounds spread over the whole run (default 5)",
     )
     p.add_argument(
         "--busy-retries",
@@ -102,6 +108,7 @@ def run(argv: Sequence[str], echo: Callable[[str], None] = print) -> int:
             min_time_s=args.min_time,
             max_repeats=max(args.max_repeats, args.repeats),
             wait_quiet_s=args.wait_quiet,
+            rounds=args.rounds,
         )
         shapes = {}
         for item in args.shape:

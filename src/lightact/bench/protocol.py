@@ -10,6 +10,12 @@ Statistics are the median and the 90th percentile (linear interpolation between 
 and the spread as the interquartile range relative to the median: robust to the odd slow call caused
 by another process on a shared machine, where means and standard deviations are not.
 
+The timed calls are split into ``rounds`` spread over the whole benchmark (the runner times every
+model once per round, so round ``r`` of one model lies minutes from round ``r + 1``). A disturbance
+that lasts seconds to a minute (a neighbour on the host, a clock change) then falls into one round of
+a measurement instead of all of it, and the median of the pooled samples shrugs it off; the drift
+between round medians is reported as what a second run of the benchmark may see.
+
 Noise is measured, not assumed away: :class:`LoadMeter` records how much CPU *other* processes used
 while the timed calls ran. Above ``BUSY_CORES`` the runner measures again (``busy_retries`` times)
 and keeps the quieter measurement; the figure goes into every row either way.
@@ -23,7 +29,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 # Above this many cores used by other processes during a measurement, it is flagged and redone.
 BUSY_CORES = 0.25
@@ -41,13 +47,14 @@ class BenchSpec:
 
     warmup: int = 3
     repeats: int = 10
-    min_repeats: int = 3
-    budget_s: float = 8.0
+    min_repeats: int = 10
+    budget_s: float = 15.0
     busy_retries: int = 1  # measure again when other processes used > BUSY_CORES meanwhile
     wait_quiet_s: float = 0.0  # before a re-measurement, wait up to this long for a quiet machine
     warmup_s: float = 0.5
-    min_time_s: float = 2.0
+    min_time_s: float = 3.0
     max_repeats: int = 100
+    rounds: int = 5  # the timed calls are split into this many rounds, spread over the whole run
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.busy_retries < 0 or not 1 <= self.min_repeats <= self.repeats:
@@ -56,6 +63,32 @@ class BenchSpec:
             )
         if self.budget_s <= 0 or self.max_repeats < self.repeats:
             raise ValueError("budget_s must be positive and max_repeats >= repeats")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+
+    def for_round(self, index: int) -> BenchSpec:
+        """This spec's share for round ``index``: counts and times divided by ``rounds``. The first
+        round warms up in full; later ones re-warm with one call (other models ran in between and
+        evicted this one's caches)."""
+        if self.rounds == 1:
+            return self
+        share = self.rounds
+
+        def part(n: int) -> int:
+            return max(1, math.ceil(n / share))
+
+        repeats = part(self.repeats)
+        return replace(
+            self,
+            warmup=self.warmup if index == 0 else min(self.warmup, 1),
+            warmup_s=self.warmup_s if index == 0 else 0.0,
+            repeats=repeats,
+            min_repeats=min(part(self.min_repeats), repeats),
+            budget_s=self.budget_s / share,
+            min_time_s=self.min_time_s / share,
+            max_repeats=max(part(self.max_repeats), repeats),
+            rounds=1,
+        )
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -154,16 +187,35 @@ def wait_until_quiet(max_wait_s: float, probe_s: float = 0.5, threshold: float =
 @dataclass
 class Timing:
     """What a measurement did: untimed warm-up calls, the timed samples (seconds), the first call,
-    and the CPU other processes used meanwhile (cores)."""
+    the CPU other processes used meanwhile (cores) and, when it was timed in rounds, each round's
+    median."""
 
     warmup_done: int
     samples: list[float] = field(default_factory=list)
     first_call_s: float | None = None  # the first warm-up call alone (includes compilation, if any)
     other_load: float | None = None
+    round_medians: list[float] = field(default_factory=list)
 
     @property
     def stats(self) -> Stats:
         return Stats.of(self.samples)
+
+    @property
+    def drift(self) -> float | None:
+        """Range of the round medians over the pooled median (None for a single round)."""
+        if len(self.round_medians) < 2:
+            return None
+        return (max(self.round_medians) - min(self.round_medians)) / self.stats.median
+
+    def add_round(self, other: Timing) -> None:
+        """Pool another round's calls into this measurement; the load kept is the worst seen."""
+        self.warmup_done += other.warmup_done
+        self.samples.extend(other.samples)
+        if self.first_call_s is None:
+            self.first_call_s = other.first_call_s
+        loads = [v for v in (self.other_load, other.other_load) if v is not None]
+        self.other_load = max(loads) if loads else None
+        self.round_medians.append(other.stats.median)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -194,12 +246,12 @@ def measure(
         spent = clock() - start - timing.first_call_s
         if spent > warmup_budget or (timing.warmup_done >= spec.warmup and spent >= spec.warmup_s):
             break
-    timed_start = clock()
-    remaining = spec.budget_s - (timed_start - start - (timing.first_call_s or 0.0))
-    gc.collect()
+    gc.collect()  # before the clock starts: with many models loaded a collection takes ~0.1-0.5 s
     gc_was_enabled = gc.isenabled()
     gc.disable()
     load = LoadMeter()
+    timed_start = clock()
+    remaining = spec.budget_s - (timed_start - start - (timing.first_call_s or 0.0))
     try:
         while len(timing.samples) < spec.max_repeats:
             t0 = clock()

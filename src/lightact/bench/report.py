@@ -19,9 +19,9 @@ from pathlib import Path
 COLUMNS = [
     "model", "class", "source", "modality", "input", "backend", "batch", "device", "threads",
     "status", "params_m", "gflops", "gmacs", "latency_ms_median", "latency_ms_p90", "latency_ms_iqr",
-    "latency_ms_min", "spread_pct", "warmup_runs", "timed_runs", "first_call_s", "setup_s",
-    "other_load", "remeasured", "waited_s", "throughput_per_s", "achieved_gflops_per_s", "peak_fraction",
-    "peak_mem_mib", "mem_method",
+    "latency_ms_min", "spread_pct", "rounds", "round_drift_pct", "warmup_runs", "timed_runs",
+    "first_call_s", "setup_s", "other_load", "remeasured", "waited_s", "throughput_per_s",
+    "achieved_gflops_per_s", "peak_fraction", "peak_mem_mib", "mem_method",
     "train_step_ms", "train_step_spread_pct", "train_step_error", "note", "error",
 ]  # fmt: skip
 ENV_COLUMNS = ["cpu", "torch", "onnxruntime", "cores_available"]
@@ -96,7 +96,10 @@ def markdown(result: dict) -> str:
             f"{proto.get('budget_s')} s budget that slow models hit first (never fewer than "
             f"{proto.get('min_repeats')} timed calls); the counts done are in the `runs` column "
             "(warm-up+timed). "
-            "Latency: median and p90 of the timed calls; spread: interquartile range / median. "
+            f"The timed calls are split into {proto.get('rounds', 1)} round(s) over the whole run (every "
+            "model once per round, re-warmed with one call), and pooled. "
+            "Latency: median and p90 of the timed calls; spread: interquartile range / median; drift: "
+            "range of the round medians / median, what a second run of this bench may see. "
             "FLOPs: torch.utils.flop_counter (a multiply-add = 2); GMACs = GFLOPs / 2, the fvcore/papers "
             "convention. Memory: extra resident memory at the peak of one call (`mem_method` in the CSV). "
             "Compilation and export time are in `setup_s`, never in the samples. `other load`: CPU "
@@ -114,7 +117,8 @@ def markdown(result: dict) -> str:
         lines.append(f"**Wall time**: {result['wall_s']:.0f} s.")
     header = [
         *("model", "class", "input", "backend", "batch", "params M", "GFLOPs", "GMACs", "median ms"),
-        *("p90 ms", "spread", "runs", "other load", "samples/s", "GFLOP/s", "% peak", "peak MiB", "setup s"),
+        *("p90 ms", "spread", "drift", "runs", "other load", "samples/s", "GFLOP/s", "% peak", "peak MiB"),
+        "setup s",
     ]
     lines += ["", "| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
     for r in rows:
@@ -125,7 +129,8 @@ def markdown(result: dict) -> str:
             f"| {r['model']} | {r.get('class', '')} | {r.get('input', '')} | {r['backend']} | {r['batch']} "
             f"| {_fmt(r.get('params_m'), 2)} | {_fmt(r.get('gflops'), 2)} | {_fmt(r.get('gmacs'), 2)} "
             f"| {_fmt(r.get('latency_ms_median'))} | {_fmt(r.get('latency_ms_p90'))} "
-            f"| {_fmt(r.get('spread_pct'), 1, suffix='%')} | {runs} | {_fmt(r.get('other_load'), 2)} "
+            f"| {_fmt(r.get('spread_pct'), 1, suffix='%')} | {_fmt(r.get('round_drift_pct'), 1, suffix='%')} "
+            f"| {runs} | {_fmt(r.get('other_load'), 2)} "
             f"| {_fmt(r.get('throughput_per_s'), 2)} "
             f"| {_fmt(r.get('achieved_gflops_per_s'))} | {_fmt(r.get('peak_fraction'), 1, 100, '%')} "
             f"| {_fmt(r.get('peak_mem_mib'))} | {_fmt(r.get('setup_s'))} |"

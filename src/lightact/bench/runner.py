@@ -8,26 +8,31 @@ Backends:
 * ``onnxruntime``: the model exported by :mod:`lightact.export.onnx` (verified against PyTorch
   first) and run by an ONNX Runtime session with the same thread count.
 
+Every backend of every model is built first (compiled, exported), then the timed calls run in
+rounds over all of them (:mod:`lightact.bench.protocol`), then memory and the optional training step
+are measured: all the models stay in memory together for that.
+
 A backend failing on a model (a compiler error, an export that does not reproduce PyTorch) becomes a
 row with ``status = failed`` and the reason; the rest of the benchmark goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from lightact.bench.env import calibrate_matmul, environment
-from lightact.bench.flops import count_model_flops, count_parameters
+from lightact.bench.flops import FlopCount, count_model_flops, count_parameters
 from lightact.bench.memory import PeakMemory, peak_memory
 from lightact.bench.models import BenchModel, resolve
-from lightact.bench.protocol import BUSY_CORES, BenchSpec, measure, wait_until_quiet
+from lightact.bench.protocol import BUSY_CORES, BenchSpec, Timing, measure, wait_until_quiet
 
 BACKENDS = ("eager", "compile", "onnxruntime")
 
@@ -70,9 +75,6 @@ def _eager(bench: BenchModel, device: torch.device, batches: Sequence[int]) -> _
 
 
 def _compiled(bench: BenchModel, device: torch.device, batches: Sequence[int]) -> _Backend:
-    import torch._dynamo
-
-    torch._dynamo.reset()
     module = bench.module.to(device)
     compiled = torch.compile(module)
     inputs = {b: _to(bench.inputs(b), device) for b in batches}
@@ -189,112 +191,145 @@ def _base_row(bench: BenchModel, params: int, flops, device: torch.device, threa
     }
 
 
-def bench_model(
+@dataclass
+class _Job:
+    """One (model, backend, batch) being measured: its forward, its report row, its pooled timing."""
+
+    bench: BenchModel
+    backend: str
+    batch: int
+    runner: _Backend
+    row: dict
+    fn: Callable[[], object]
+    flops: FlopCount | None
+    memory: PeakMemory | None = None
+    timing: Timing | None = None
+
+
+def _prepare_model(
     bench: BenchModel,
     backends: Sequence[str],
     batches: Sequence[int],
-    spec: BenchSpec,
     device: torch.device,
     threads: int,
     onnx_dir: Path,
-    peak_flops: float | None = None,
-    train_step: bool = False,
-    log: Callable[[str], None] = lambda _: None,
-) -> list[dict]:
+    log: Callable[[str], None],
+) -> tuple[list[dict], list[_Job]]:
+    """Build every backend of one model (compile, export); failures become rows at once."""
     params = count_parameters(bench.module)
     try:
         flops = count_model_flops(bench.module, bench.inputs(1))
     except Exception as err:  # a counter failure must not hide the timings
         log(f"  FLOPs not counted: {_first_line(err)}")
         flops = None
-    rows = []
+    rows: list[dict] = []
+    jobs: list[_Job] = []
     for backend in backends:
-        log(f"  {backend}")
         start = time.perf_counter()
+        base = {**_base_row(bench, params, flops, device, threads), "backend": backend}
         try:
             if backend == "eager":
                 runner = _eager(bench, device, batches)
             elif backend == "compile":
                 runner = _compiled(bench, device, batches)
-            elif backend == "onnxruntime":
-                runner = _onnxruntime(bench, device, batches, threads, onnx_dir)
             else:
-                raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+                runner = _onnxruntime(bench, device, batches, threads, onnx_dir)
         except Exception as err:
             reason = _first_line(err)
-            log(f"    failed: {reason}")
-            for batch in batches:
-                rows.append(
-                    {**_base_row(bench, params, flops, device, threads), "backend": backend, "batch": batch,
-                     "status": "failed", "error": reason, "setup_s": time.perf_counter() - start}
-                )  # fmt: skip
+            log(f"  {backend} failed: {reason}")
+            failed = {"status": "failed", "error": reason, "setup_s": time.perf_counter() - start}
+            rows += [{**base, "batch": b, **failed} for b in batches]
             continue
+        log(f"  {backend} ready ({runner.setup_s:.1f} s setup)")
         for batch in batches:
-            row = {**_base_row(bench, params, flops, device, threads), "backend": backend, "batch": batch}
-            row["setup_s"] = runner.setup_s
-            try:
-                fn = runner.call(batch)
-                memory = peak_memory(fn, device) if runner.memory_first else None
-                timing = measure(fn, spec, _sync(device))
-                for _ in range(spec.busy_retries):
-                    if (timing.other_load or 0.0) <= BUSY_CORES:
-                        break
-                    # Another process took CPU meanwhile: measure again, keep the quieter measurement.
-                    log(f"    other processes used {timing.other_load:.2f} cores: measuring again")
-                    row["remeasured"] = row.get("remeasured", 0) + 1
-                    if spec.wait_quiet_s > 0:
-                        row["waited_s"] = row.get("waited_s", 0.0) + wait_until_quiet(spec.wait_quiet_s)
-                    again = measure(fn, spec, _sync(device))
-                    if (again.other_load or 0.0) < timing.other_load:
-                        timing = again
-                if memory is None:
-                    memory = peak_memory(fn, device)
-                if backend == "onnxruntime" and device.type == "cuda":
-                    memory = PeakMemory(None, "not measured: onnxruntime CUDA memory is outside torch")
-                elif runner.memory_first:
-                    method = "first call of a fresh onnxruntime session, its arena grows in chunks; "
-                    memory = PeakMemory(memory.bytes, method + memory.method)
-                stats = timing.stats
-                row.update(
-                    status="ok",
-                    error="",
-                    latency_ms_median=stats.median * 1e3,
-                    latency_ms_p90=stats.p90 * 1e3,
-                    latency_ms_iqr=stats.iqr * 1e3,
-                    latency_ms_min=stats.min * 1e3,
-                    spread_pct=stats.spread * 100,
-                    warmup_runs=timing.warmup_done,
-                    timed_runs=stats.n,
-                    first_call_s=timing.first_call_s,
-                    other_load=timing.other_load,
-                    throughput_per_s=batch / stats.median,
-                    peak_mem_mib=memory.mib,
-                    mem_method=memory.method,
-                )
-                if flops is not None:
-                    achieved = flops.flops * batch / stats.median
-                    row["achieved_gflops_per_s"] = achieved / 1e9
-                    row["peak_fraction"] = achieved / peak_flops if peak_flops else None
-                if backend == "onnxruntime" and bench.onnx_axes.get(0) != "batch":
-                    row["note"] = bench.note
-                if runner.note:
-                    row["note"] = runner.note
-                if train_step and backend == "eager":
-                    try:
-                        row.update(_train_step(bench, device, batch, spec))
-                    except Exception as err:
-                        row["train_step_error"] = _first_line(err)
-                log(
-                    f"    batch {batch}: {stats.median * 1e3:.1f} ms median, p90 {stats.p90 * 1e3:.1f}, "
-                    f"spread {stats.spread:.1%} ({timing.warmup_done} warm-up + {stats.n} timed)"
-                )
+            row = {**base, "batch": batch, "setup_s": runner.setup_s}
+            fn = runner.call(batch)
+            job = _Job(bench, backend, batch, runner, row, fn, flops)
+            try:  # an arena allocator's growth shows on a fresh session's first call only
+                job.memory = peak_memory(fn, device) if runner.memory_first else None
             except Exception as err:
-                row.update(status="failed", error=_first_line(err))
-                log(f"    batch {batch} failed: {row['error']}")
-                log(traceback.format_exc(limit=3))
-            rows.append(row)
-        del runner
-    return rows
+                _fail(job, err, log)
+            jobs.append(job)
+    return rows, jobs
+
+
+def _fail(job: _Job, err: BaseException, log: Callable[[str], None]) -> None:
+    job.row.update(status="failed", error=_first_line(err))
+    log(f"  {job.bench.name} / {job.backend} / batch {job.batch} failed: {job.row['error']}")
+    log(traceback.format_exc(limit=3))
+
+
+def _measure_round(job: _Job, spec: BenchSpec, device: torch.device, log: Callable[[str], None]) -> Timing:
+    """One round of one job; redone (keeping the quieter) when other processes took CPU meanwhile."""
+    timing = measure(job.fn, spec, _sync(device))
+    for _ in range(spec.busy_retries):
+        if (timing.other_load or 0.0) <= BUSY_CORES:
+            break
+        log(f"  {job.bench.name} / {job.backend}: other processes used {timing.other_load:.2f} cores, again")
+        job.row["remeasured"] = job.row.get("remeasured", 0) + 1
+        if spec.wait_quiet_s > 0:
+            job.row["waited_s"] = job.row.get("waited_s", 0.0) + wait_until_quiet(spec.wait_quiet_s)
+        again = measure(job.fn, spec, _sync(device))
+        if (again.other_load or 0.0) < timing.other_load:
+            timing = again
+    return timing
+
+
+def _finish(
+    job: _Job,
+    spec: BenchSpec,
+    device: torch.device,
+    peak_flops: float | None,
+    train_step: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Memory, statistics and the optional training step into the job's row."""
+    row, timing = job.row, job.timing
+    memory = job.memory if job.memory is not None else peak_memory(job.fn, device)
+    if job.backend == "onnxruntime" and device.type == "cuda":
+        memory = PeakMemory(None, "not measured: onnxruntime CUDA memory is outside torch")
+    elif job.runner.memory_first:
+        method = "first call of a fresh onnxruntime session, its arena grows in chunks; "
+        memory = PeakMemory(memory.bytes, method + memory.method)
+    stats = timing.stats
+    drift = timing.drift
+    row.update(
+        status="ok",
+        error="",
+        latency_ms_median=stats.median * 1e3,
+        latency_ms_p90=stats.p90 * 1e3,
+        latency_ms_iqr=stats.iqr * 1e3,
+        latency_ms_min=stats.min * 1e3,
+        spread_pct=stats.spread * 100,
+        rounds=max(len(timing.round_medians), 1),
+        round_drift_pct=None if drift is None else drift * 100,
+        warmup_runs=timing.warmup_done,
+        timed_runs=stats.n,
+        first_call_s=timing.first_call_s,
+        other_load=timing.other_load,
+        throughput_per_s=job.batch / stats.median,
+        peak_mem_mib=memory.mib,
+        mem_method=memory.method,
+    )
+    if job.flops is not None:
+        achieved = job.flops.flops * job.batch / stats.median
+        row["achieved_gflops_per_s"] = achieved / 1e9
+        row["peak_fraction"] = achieved / peak_flops if peak_flops else None
+    if job.backend == "onnxruntime" and job.bench.onnx_axes.get(0) != "batch":
+        row["note"] = job.bench.note
+    if job.runner.note:
+        row["note"] = job.runner.note
+    if train_step and job.backend == "eager":
+        try:
+            row.update(_train_step(job.bench, device, job.batch, spec))
+        except Exception as err:
+            row["train_step_error"] = _first_line(err)
+    drift_text = "" if drift is None else f", drift between rounds {drift:.1%}"
+    log(
+        f"{job.bench.name} / {job.backend} / batch {job.batch}: {stats.median * 1e3:.1f} ms median, "
+        f"p90 {stats.p90 * 1e3:.1f}, spread {stats.spread:.1%}{drift_text} "
+        f"({timing.warmup_done} warm-up + {stats.n} timed)"
+    )
 
 
 def run_bench(
@@ -324,10 +359,18 @@ def run_bench(
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    try:
-        return _run(models, backends, batches, spec, dev, out_dir, shapes, train_step, calibrate, log)
-    finally:
-        torch.set_num_threads(previous_threads)
+    with contextlib.ExitStack() as stack:
+        if "compile" in backends:
+            from torch import _dynamo
+
+            # Every compiled model stays alive for the rounds; models of one class share a forward
+            # whose compiled entries dynamo caps at 8 by default, then silently runs eager.
+            limit = max(_dynamo.config.cache_size_limit, 2 * len(models) * len(batches))
+            stack.enter_context(_dynamo.config.patch(cache_size_limit=limit))
+        try:
+            return _run(models, backends, batches, spec, dev, out_dir, shapes, train_step, calibrate, log)
+        finally:
+            torch.set_num_threads(previous_threads)
 
 
 def _run(
@@ -350,28 +393,47 @@ def _run(
     calibration = calibrate_matmul(dev) if calibrate else None
     if calibration:
         log(f"calibration: dense fp32 matmul {calibration.peak_flops / 1e9:.1f} GFLOP/s peak")
-    rows: list[dict] = []
+    rows: list[dict] = []  # in the order models, backends and batches were asked for
+    jobs: list[_Job] = []
     for name in models:
         log(f"{name}")
-        model_start = time.perf_counter()
         try:
             bench = resolve(name, (shapes or {}).get(name))
         except Exception as err:
             reason = f"could not build: {_first_line(err)}"
-            for backend in backends:
-                for batch in batches:
-                    rows.append({"model": name, "backend": backend, "batch": batch, "status": "failed",
-                                 "error": reason})  # fmt: skip
-            log(f"  could not build: {_first_line(err)}")
+            rows += [
+                {"model": name, "backend": backend, "batch": batch, "status": "failed", "error": reason}
+                for backend in backends
+                for batch in batches
+            ]
+            log(f"  {reason}")
             continue
-        rows.extend(
-            bench_model(
-                bench, backends, batches, spec, dev, threads, onnx_dir,
-                calibration.peak_flops if calibration else None, train_step, log,
-            )
-        )  # fmt: skip
-        log(f"  ({time.perf_counter() - model_start:.0f} s)")
-        del bench
+        failed, ready = _prepare_model(bench, backends, batches, dev, threads, onnx_dir, log)
+        rows += failed
+        jobs += ready
+    for index in range(spec.rounds):
+        round_spec = spec.for_round(index)
+        log(f"round {index + 1}/{spec.rounds}")
+        for job in jobs:
+            if job.row.get("status") == "failed":
+                continue
+            try:
+                timing = _measure_round(job, round_spec, dev, log)
+            except Exception as err:
+                _fail(job, err, log)
+                continue
+            if job.timing is None:
+                job.timing = Timing(warmup_done=0)
+            job.timing.add_round(timing)
+    for job in jobs:
+        if job.row.get("status") != "failed":
+            try:
+                _finish(job, spec, dev, calibration.peak_flops if calibration else None, train_step, log)
+            except Exception as err:
+                _fail(job, err, log)
+        rows.append(job.row)
+    order = {(m, b): i for i, (m, b) in enumerate((m, b) for m in models for b in backends)}
+    rows.sort(key=lambda r: (order.get((r["model"], r["backend"]), len(order)), r["batch"]))
     return {
         "environment": env,
         "calibration": calibration.as_dict() if calibration else None,
@@ -379,7 +441,8 @@ def _run(
             **asdict(spec),
             "batches": list(batches),
             "backends": list(backends),
-            "latency": "median and p90 of the timed calls of one batch, after warm-up",
+            "latency": "median and p90 of one batch's timed calls (pooled over the rounds), after warm-up",
+            "round_drift": "range of the round medians / pooled median: what a second run may see",
             "spread": "interquartile range / median of the timed calls",
             "flops": "torch.utils.flop_counter at batch 1 (a multiply-add = 2 FLOPs); gmacs = gflops / 2",
             "memory": "see mem_method per row",
