@@ -22,7 +22,7 @@ import contextlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -203,7 +203,11 @@ class _Job:
     fn: Callable[[], object]
     flops: FlopCount | None
     memory: PeakMemory | None = None
-    timing: Timing | None = None
+    timing: Timing = field(default_factory=lambda: Timing(warmup_done=0))
+
+    @property
+    def failed(self) -> bool:
+        return self.row.get("status") == "failed"
 
 
 def _prepare_model(
@@ -215,7 +219,8 @@ def _prepare_model(
     onnx_dir: Path,
     log: Callable[[str], None],
 ) -> tuple[list[dict], list[_Job]]:
-    """Build every backend of one model (compile, export); failures become rows at once."""
+    """Build every backend of one model (compile, export). Returns its rows in backend and batch
+    order (a failed build's rows final, the others filled in by :func:`_finish`) and its jobs."""
     params = count_parameters(bench.module)
     try:
         flops = count_model_flops(bench.module, bench.inputs(1))
@@ -249,6 +254,7 @@ def _prepare_model(
                 job.memory = peak_memory(fn, device) if runner.memory_first else None
             except Exception as err:
                 _fail(job, err, log)
+            rows.append(row)
             jobs.append(job)
     return rows, jobs
 
@@ -301,7 +307,7 @@ def _finish(
         latency_ms_iqr=stats.iqr * 1e3,
         latency_ms_min=stats.min * 1e3,
         spread_pct=stats.spread * 100,
-        rounds=max(len(timing.round_medians), 1),
+        rounds=len(timing.round_medians),
         round_drift_pct=None if drift is None else drift * 100,
         warmup_runs=timing.warmup_done,
         timed_runs=stats.n,
@@ -408,32 +414,25 @@ def _run(
             ]
             log(f"  {reason}")
             continue
-        failed, ready = _prepare_model(bench, backends, batches, dev, threads, onnx_dir, log)
-        rows += failed
-        jobs += ready
+        model_rows, model_jobs = _prepare_model(bench, backends, batches, dev, threads, onnx_dir, log)
+        rows += model_rows
+        jobs += model_jobs
     for index in range(spec.rounds):
         round_spec = spec.for_round(index)
         log(f"round {index + 1}/{spec.rounds}")
         for job in jobs:
-            if job.row.get("status") == "failed":
+            if job.failed:
                 continue
             try:
-                timing = _measure_round(job, round_spec, dev, log)
+                job.timing.add_round(_measure_round(job, round_spec, dev, log))
             except Exception as err:
                 _fail(job, err, log)
-                continue
-            if job.timing is None:
-                job.timing = Timing(warmup_done=0)
-            job.timing.add_round(timing)
     for job in jobs:
-        if job.row.get("status") != "failed":
+        if not job.failed:
             try:
                 _finish(job, spec, dev, calibration.peak_flops if calibration else None, train_step, log)
             except Exception as err:
                 _fail(job, err, log)
-        rows.append(job.row)
-    order = {(m, b): i for i, (m, b) in enumerate((m, b) for m in models for b in backends)}
-    rows.sort(key=lambda r: (order.get((r["model"], r["backend"]), len(order)), r["batch"]))
     return {
         "environment": env,
         "calibration": calibration.as_dict() if calibration else None,
