@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 from timm.models.swin_transformer import SwinTransformer, window_partition, window_reverse
+from torch.overrides import TorchFunctionMode
 
 from lightact.models.registry import create_model, list_models
 from lightact.models.tps import (
@@ -210,6 +211,69 @@ def test_gradients_reach_every_block_odd_frames_non7_windows(temporal: str) -> N
         for param in (blk.attn.qkv.weight, blk.attn.relative_position_bias_table, blk.mlp.fc1.weight):
             assert param.grad is not None and param.grad.abs().sum() > 0
     assert model.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", ["swin", "vit"])
+def test_grad_checkpointing_gives_the_same_gradients_and_only_in_training(family: str) -> None:
+    def build(checkpointing: bool) -> torch.nn.Module:
+        torch.manual_seed(7)
+        if family == "swin":
+            kwargs = {**SMALL, "drop_path_rate": 0.2}
+            return PST(num_classes=3, num_frames=4, grad_checkpointing=checkpointing, **kwargs)
+        return PSTViT(
+            num_classes=3, num_frames=4, img_size=16, patch_size=4, embed_dim=16, depth=2,
+            num_heads=2, drop_path_rate=0.2, grad_checkpointing=checkpointing,
+        )  # fmt: skip
+
+    size = 48 if family == "swin" else 16
+    clip = torch.randn(2, 3, 4, size, size)
+    grads, attention_calls = [], []
+    for checkpointing in (False, True):
+        model = build(checkpointing)
+        calls: list[int] = []
+        first_block = model.layers[0].blocks[0] if family == "swin" else model.vit.blocks[0]
+        first_block.attn.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        torch.manual_seed(8)  # the same drop-path draws; checkpointing must replay them
+        model(clip).logsumexp(-1).sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+        attention_calls.append(len(calls))
+    assert attention_calls == [1, 2]  # recomputed in the backward pass
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    stages = model.layers if family == "swin" else [model.vit]
+    assert all(stage.grad_checkpointing for stage in stages)
+    model.eval()
+    assert not any(stage.grad_checkpointing for stage in stages)
+
+
+class _SoftmaxDtypes(TorchFunctionMode):
+    """Records the dtype of every softmax output computed inside the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.Tensor.softmax, torch.softmax, torch.nn.functional.softmax):
+            self.dtypes.append(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("temporal", ["alternate", "joint"])
+def test_bf16_mixed_precision_follows_fp32_with_fp32_attention_maps(temporal: str) -> None:
+    """Under CPU autocast the products run in bf16; the attention softmax stays fp32 (stability)."""
+    torch.manual_seed(6)
+    model = PST(num_classes=5, num_frames=4, **SMALL, temporal=temporal).eval()
+    clip = torch.randn(2, 3, 4, 48, 48)
+    with torch.no_grad():
+        reference = model(clip)
+        with torch.autocast("cpu", dtype=torch.bfloat16), _SoftmaxDtypes() as seen:
+            mixed = model(clip)
+    assert mixed.dtype == torch.bfloat16
+    assert (mixed.float() - reference).norm() < 0.05 * reference.norm()
+    assert len(seen.dtypes) == 4 and set(seen.dtypes) == {torch.float32}
 
 
 def test_inflated_2d_weights_give_the_2d_answer_on_a_static_clip() -> None:

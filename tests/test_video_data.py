@@ -347,7 +347,10 @@ TINY_VIDEO = [
 ]
 
 
-def test_tiny_pst_trains_evaluates_and_predicts_through_the_engine(tmp_path: Path, synth_dir: Path) -> None:
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_tiny_pst_trains_evaluates_and_predicts_through_the_engine(
+    tmp_path: Path, synth_dir: Path, precision: str
+) -> None:
     from lightact.config import load_config
     from lightact.engine.checkpoint import load_model
     from lightact.engine.train import train
@@ -355,7 +358,8 @@ def test_tiny_pst_trains_evaluates_and_predicts_through_the_engine(tmp_path: Pat
 
     threads = torch.get_num_threads()
     try:
-        work_dir = train(load_config(None, [*TINY_VIDEO, f"work_dir={tmp_path / 'run'}"]))
+        overrides = [*TINY_VIDEO, f"work_dir={tmp_path / 'run'}", f"trainer.precision={precision}"]
+        work_dir = train(load_config(None, overrides))
     finally:
         torch.set_num_threads(threads)
     metrics = json.loads((work_dir / "metrics.json").read_text())
@@ -363,6 +367,7 @@ def test_tiny_pst_trains_evaluates_and_predicts_through_the_engine(tmp_path: Pat
     model, meta = load_model(work_dir)
     assert meta["modality"] == "video" and meta["data"]["num_frames"] == 4 and len(meta["classes"]) == 16
     assert model(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 16)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # mixed precision keeps fp32 weights
     video = sorted((synth_dir / "videos" / "val").glob("*.mp4"))[0]
     [prediction] = predict_files(work_dir, video, window=12, stride=6, out_dir=tmp_path / "pred")
     assert len(prediction.windows) == 3 and prediction.label in CLASSES
