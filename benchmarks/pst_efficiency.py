@@ -17,7 +17,11 @@ precisions: 32-bit, and bf16 mixed precision (``torch.autocast``, the CPU counte
 mixed precision the paper trained with and our PST configs use on a GPU). Under autocast the matrix
 products run in 16 bits but the relative-position bias (an fp32 parameter) promotes the attention
 logits, so the softmax and its saved output stay fp32, as CUDA autocast keeps softmax fp32: the
-attention maps keep their 32-bit size while most other activations halve.
+attention maps keep their 32-bit size while most other activations halve. Each regime is measured
+with glibc's allocator as it is (peak RSS includes freed memory glibc keeps) and with large blocks
+returned on free (peak RSS follows what the step has allocated, the CPU counterpart of
+``torch.cuda.max_memory_allocated``); see ``ALLOCATORS``. Gradient checkpointing
+(``PST(grad_checkpointing=True)``) is a third switch.
 
 Backbones: ``swin_t`` (the paper's PST-T backbone and input: Swin-T, 32 frames at 224 px, tubelet 2
 -> 16 temporal tokens, 7x7 windows; batch 2 per step instead of the paper's 8 per GPU, to fit joint
@@ -25,13 +29,14 @@ attention in a small machine's memory), ``swin_t_112`` (the same at 112 px, batc
 the time) and ``xs`` (``pst_xs``: 8 frames at 32 px, batch 16). ``NAME@FRAMES`` (``swin_t_112@64``)
 changes the clip length.
 
-    python benchmarks/pst_efficiency.py --threads 1 --repeats 10 --out pst_efficiency.json
+    python benchmarks/pst_efficiency.py --threads 1 --repeats 10 --backbones swin_t swin_t_112@64 xs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -85,6 +90,13 @@ REGIMES = {
     "32+ckpt": (None, True),
     "bf16-mixed+ckpt": (torch.bfloat16, True),
 }
+# Memory is measured under two settings of glibc's allocator. By default glibc raises its mmap
+# threshold after large blocks are freed, so later large tensors come from the heap and their memory
+# stays in the process after it is freed: peak RSS then includes what glibc keeps. Holding the
+# threshold at its initial 128 KiB returns large blocks on free, so peak RSS follows what the training
+# step has allocated (what ``torch.cuda.max_memory_allocated`` reports on a GPU).
+ALLOCATORS = {"glibc default": {}, "large blocks returned": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+SETTINGS = [f"{regime} | {allocator}" for allocator in ALLOCATORS for regime in REGIMES]
 
 
 def spec_for(backbone: str) -> dict:
@@ -105,14 +117,14 @@ def build(backbone: str, variant: str) -> tuple[PST, torch.Tensor]:
     return model, clip
 
 
-def memory_probe(backbone: str, variant: str, regime: str, threads: int) -> None:
+def memory_probe(backbone: str, variant: str, setting: str, threads: int) -> None:
     """Child process: two training steps; prints the peak resident memory they added and the second
     step's time, as JSON."""
     torch.set_num_threads(threads)
     reset_peak_rss()
     baseline = current_rss_bytes()
     model, clip = build(backbone, variant)
-    dtype, checkpointing = REGIMES[regime]
+    dtype, checkpointing = REGIMES[setting.split(" | ")[0]]
     model.grad_checkpointing = checkpointing
     model.train()
     built = current_rss_bytes()
@@ -129,20 +141,21 @@ def memory_probe(backbone: str, variant: str, regime: str, threads: int) -> None
     print(json.dumps({"peak_delta_bytes": peak, "model_bytes": built - baseline, "step_s": step_s}))
 
 
-def measure_memory(backbone: str, variant: str, regime: str, threads: int) -> dict:
-    command = [sys.executable, __file__, "--probe", backbone, variant, regime, "--threads", str(threads)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+def measure_memory(backbone: str, variant: str, setting: str, threads: int) -> dict:
+    command = [sys.executable, __file__, "--probe", backbone, variant, setting, "--threads", str(threads)]
+    env = {**os.environ, **ALLOCATORS[setting.split(" | ")[1]]}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"memory probe {backbone}/{variant}/{regime} failed:\n{result.stderr}")
+        raise RuntimeError(f"memory probe {backbone}/{variant}/{setting} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def memory_ratio(variants: dict, regime: str, beyond_weights: bool = False) -> float:
+def memory_ratio(variants: dict, setting: str, beyond_weights: bool = False) -> float:
     """PST's training peak over joint attention's; ``beyond_weights`` leaves each model's own memory out."""
-    pst, joint = (variants[v]["train_peak_mib"][regime] for v in ("pst", "joint"))
+    pst, joint = (variants[v]["train_peak_mib"][setting] for v in ("pst", "joint"))
     if beyond_weights:
-        pst -= variants["pst"]["model_mib"][regime]
-        joint -= variants["joint"]["model_mib"][regime]
+        pst -= variants["pst"]["model_mib"][setting]
+        joint -= variants["joint"]["model_mib"][setting]
     return pst / joint
 
 
@@ -182,29 +195,29 @@ def run(args: argparse.Namespace) -> dict:
         for v, t in times.items():
             entry["variants"][v]["latency_s"] = median(t)
             entry["variants"][v]["latency_rounds_s"] = t
-        for regime in REGIMES:
+        for setting in SETTINGS:
             for v in VARIANTS:
                 start = time.perf_counter()
-                probe = measure_memory(backbone, v, regime, args.threads)
-                entry["variants"][v].setdefault("train_peak_mib", {})[regime] = (
+                probe = measure_memory(backbone, v, setting, args.threads)
+                entry["variants"][v].setdefault("train_peak_mib", {})[setting] = (
                     probe["peak_delta_bytes"] / 2**20
                 )
-                entry["variants"][v].setdefault("model_mib", {})[regime] = probe["model_bytes"] / 2**20
-                entry["variants"][v].setdefault("train_step_s", {})[regime] = probe["step_s"]
+                entry["variants"][v].setdefault("model_mib", {})[setting] = probe["model_bytes"] / 2**20
+                entry["variants"][v].setdefault("train_step_s", {})[setting] = probe["step_s"]
                 took = time.perf_counter() - start
-                log(f"  memory {v} {regime}: {probe['peak_delta_bytes'] / 2**20:.0f} MiB ({took:.0f} s)")
+                log(f"  memory {v} {setting}: {probe['peak_delta_bytes'] / 2**20:.0f} MiB ({took:.0f} s)")
         var = entry["variants"]
         per_round = [p / b for p, b in zip(times["pst"], times["2d"], strict=True)]
 
         entry["ratios"] = {
             "flops_pst_over_2d": var["pst"]["gflops"] / var["2d"]["gflops"],
             "latency_pst_over_2d": median(per_round),
-            "memory_pst_over_joint": {p: memory_ratio(var, p) for p in REGIMES},
+            "memory_pst_over_joint": {p: memory_ratio(var, p) for p in SETTINGS},
             "memory_beyond_weights_pst_over_joint": {
-                p: memory_ratio(var, p, beyond_weights=True) for p in REGIMES
+                p: memory_ratio(var, p, beyond_weights=True) for p in SETTINGS
             },
             "memory_pst_over_2d": {
-                p: var["pst"]["train_peak_mib"][p] / var["2d"]["train_peak_mib"][p] for p in REGIMES
+                p: var["pst"]["train_peak_mib"][p] / var["2d"]["train_peak_mib"][p] for p in SETTINGS
             },
             "flops_joint_over_2d": var["joint"]["gflops"] / var["2d"]["gflops"],
             "latency_joint_over_2d": median(
@@ -240,15 +253,15 @@ def report(result: dict) -> str:
         r, bars, var = entry["ratios"], entry["bars"], entry["variants"]
         rows = [
             [
-                regime,
-                *(f"{var[v]['train_peak_mib'][regime]:.0f}" for v in VARIANTS),
-                f"{r['memory_pst_over_joint'][regime]:.3f}",
-                verdict(bars["memory_at_most_one_third_of_joint"][regime]),
-                *(f"{var[v]['train_step_s'][regime]:.2f}" for v in VARIANTS),
+                *setting.split(" | "),
+                *(f"{var[v]['train_peak_mib'][setting]:.0f}" for v in VARIANTS),
+                f"{r['memory_pst_over_joint'][setting]:.3f}",
+                verdict(bars["memory_at_most_one_third_of_joint"][setting]),
+                *(f"{var[v]['train_step_s'][setting]:.2f}" for v in VARIANTS),
             ]
-            for regime in REGIMES
+            for setting in SETTINGS
         ]
-        headers = ["training", *(f"{v} MiB" for v in VARIANTS), "PST/joint", "bar <= 1/3"]
+        headers = ["training", "allocator", *(f"{v} MiB" for v in VARIANTS), "PST/joint", "bar <= 1/3"]
         lines.append(format_table([*headers, *(f"{v} step s" for v in VARIANTS)], rows))
         lines.append(
             f"PST/2D FLOPs {r['flops_pst_over_2d']:.4f} (bar <= 1.01: {verdict(bars['flops_within_1pct'])}), "

@@ -402,8 +402,8 @@ class PST(nn.Module):
     ``tubelet_size`` frames are merged by the Conv3d patch embedding (the paper: 2), so the blocks see
     ``num_frames // tubelet_size`` temporal tokens. Input ``[B, 3, T, H, W]``, output logits.
     ``grad_checkpointing`` recomputes each block's activations in the backward pass instead of
-    keeping them (timm's mechanism; training only): PST-T at 224 px, 32-bit, 44 % less memory for
-    15 % more time per step (BENCHMARKS.md).
+    keeping them (timm's mechanism; training only): PST-T at 224 px, 32-bit, 61 % less allocated
+    memory for 9-19 % more time per step (BENCHMARKS.md).
     """
 
     def __init__(
