@@ -96,7 +96,8 @@ REGIMES = {
 # threshold at its initial 128 KiB returns large blocks on free, so peak RSS follows what the training
 # step has allocated (what ``torch.cuda.max_memory_allocated`` reports on a GPU).
 ALLOCATORS = {"glibc default": {}, "large blocks returned": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
-SETTINGS = [f"{regime} | {allocator}" for allocator in ALLOCATORS for regime in REGIMES]
+# Results are keyed "regime | allocator".
+SETTINGS = {f"{r} | {a}": (r, a) for a in ALLOCATORS for r in REGIMES}
 
 
 def spec_for(backbone: str) -> dict:
@@ -108,25 +109,29 @@ def spec_for(backbone: str) -> dict:
     return spec
 
 
-def build(backbone: str, variant: str) -> tuple[PST, torch.Tensor]:
+def build(backbone: str, variant: str, grad_checkpointing: bool = False) -> tuple[PST, torch.Tensor]:
     spec = spec_for(backbone)
     torch.manual_seed(0)
-    model = PST(num_classes=174, drop_path_rate=0.0, temporal=VARIANTS[variant], **spec["model"])
+    model = PST(
+        num_classes=174,
+        drop_path_rate=0.0,
+        temporal=VARIANTS[variant],
+        grad_checkpointing=grad_checkpointing,
+        **spec["model"],
+    )
     m = spec["model"]
     clip = torch.randn(spec["batch"], 3, m["num_frames"], m["img_size"], m["img_size"])
     return model, clip
 
 
-def memory_probe(backbone: str, variant: str, setting: str, threads: int) -> None:
+def memory_probe(backbone: str, variant: str, regime: str, threads: int) -> None:
     """Child process: two training steps; prints the peak resident memory they added and the second
     step's time, as JSON."""
     torch.set_num_threads(threads)
     reset_peak_rss()
     baseline = current_rss_bytes()
-    model, clip = build(backbone, variant)
-    dtype, checkpointing = REGIMES[setting.split(" | ")[0]]
-    model.grad_checkpointing = checkpointing
-    model.train()
+    dtype, checkpointing = REGIMES[regime]
+    model, clip = build(backbone, variant, grad_checkpointing=checkpointing)
     built = current_rss_bytes()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     for _ in range(2):  # the second step runs with the optimiser's state in memory, as training does
@@ -142,8 +147,9 @@ def memory_probe(backbone: str, variant: str, setting: str, threads: int) -> Non
 
 
 def measure_memory(backbone: str, variant: str, setting: str, threads: int) -> dict:
-    command = [sys.executable, __file__, "--probe", backbone, variant, setting, "--threads", str(threads)]
-    env = {**os.environ, **ALLOCATORS[setting.split(" | ")[1]]}
+    regime, allocator = SETTINGS[setting]
+    command = [sys.executable, __file__, "--probe", backbone, variant, regime, "--threads", str(threads)]
+    env = {**os.environ, **ALLOCATORS[allocator]}
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"memory probe {backbone}/{variant}/{setting} failed:\n{result.stderr}")
@@ -253,7 +259,7 @@ def report(result: dict) -> str:
         r, bars, var = entry["ratios"], entry["bars"], entry["variants"]
         rows = [
             [
-                *setting.split(" | "),
+                *SETTINGS[setting],
                 *(f"{var[v]['train_peak_mib'][setting]:.0f}" for v in VARIANTS),
                 f"{r['memory_pst_over_joint'][setting]:.3f}",
                 verdict(bars["memory_at_most_one_third_of_joint"][setting]),
