@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightact.models.layers import CrossAttentionBlock
 from lightact.models.registry import register_model
 
 __all__ = ["STAN", "MeanPoolLinear", "PaddedIndex", "SingleStreamTransformer", "time_code"]
@@ -158,35 +159,9 @@ class MaskedAttention(nn.Module):
         return self.out(x_index.unpad(out.transpose(1, 2).flatten(2)))
 
 
-class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, ratio: int, dropout: float) -> None:
-        super().__init__(
-            nn.Linear(dim, dim * ratio), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * ratio, dim)
-        )
-
-
-class Block(nn.Module):
-    """Pre-norm transformer layer: ``x += attn(LN x, LN context); x += FFN(LN x)``.
-
-    Self attention when ``context`` is ``x`` itself, cross attention otherwise.
-    """
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float, time_bias: bool = True) -> None:
-        super().__init__()
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
-        self.attention = MaskedAttention(dim, heads, dropout, time_bias)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = FeedForward(dim, mlp_ratio, dropout)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(
-        self, x: Tensor, index: PaddedIndex, context: Tensor | None = None, c_index: PaddedIndex | None = None
-    ) -> Tensor:
-        q = self.norm_q(x)
-        kv = q if context is None else self.norm_kv(context)
-        x = x + self.drop(self.attention(q, index, kv, index if c_index is None else c_index))
-        return x + self.drop(self.ffn(self.norm_ffn(x)))
+def _block(dim: int, heads: int, mlp_ratio: int, dropout: float, time_bias: bool) -> CrossAttentionBlock:
+    """One pre-norm layer over packed tokens (self or cross attention, see :class:`CrossAttentionBlock`)."""
+    return CrossAttentionBlock(dim, MaskedAttention(dim, heads, dropout, time_bias), dim * mlp_ratio, dropout)
 
 
 def _check_stream(name: str, features: Tensor, times: Tensor, lengths: Tensor, dim: int) -> None:
@@ -311,7 +286,7 @@ class STAN(nn.Module):
         self.temporal_embed = _StreamEmbed(clip_dim, dim)
 
         def blocks(n: int) -> nn.ModuleList:
-            return nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(n))
+            return nn.ModuleList(_block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(n))
 
         self.static_blocks, self.temporal_blocks = blocks(depth), blocks(depth)
         self.static_cross, self.temporal_cross = blocks(cross_depth), blocks(cross_depth)
@@ -421,7 +396,7 @@ class SingleStreamTransformer(nn.Module):
         self.cls = nn.Parameter(torch.zeros(dim))
         nn.init.trunc_normal_(self.stream_embed, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(depth))
+        self.blocks = nn.ModuleList(_block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(depth))
         self.head = _Head(dim, num_classes, task, head_dropout, target_mean, target_std)
 
     def forward(

@@ -18,14 +18,18 @@ exported model therefore classifies one clip per call; batch clips by calling it
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from lightact.data.skeleton.layouts import Layout, get_layout
-from lightact.models.layers import SegmentedLinearAttention, SparseGraphAttention, k_hop_neighbours
-from lightact.models.layers.linear_attention import segment_lengths
+from lightact.models.layers import (
+    FeedForward,
+    SegmentedLinearAttention,
+    SparseGraphAttention,
+    k_hop_neighbours,
+    segment_lengths,
+    sinusoidal_code,
+)
 from lightact.models.registry import register_model
 
 
@@ -37,18 +41,6 @@ def clip_lengths(clip_ids: Tensor) -> list[int]:
 def positions_in_clip(lengths: list[int], device: torch.device) -> Tensor:
     """Index of every frame within its own clip: ``[0..F_0-1, 0..F_1-1, ...]``."""
     return torch.cat([torch.arange(n, device=device) for n in lengths])
-
-
-def sinusoidal_code(positions: Tensor, dim: int) -> Tensor:
-    half = dim // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
-    angle = positions.float()[:, None] * freq[None]
-    return torch.cat([angle.sin(), angle.cos()], dim=-1)
-
-
-class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class AttentionBranch(nn.Module):
