@@ -20,7 +20,8 @@ from lightact.data.image import (
 )
 from lightact.data.image.dataset import FixedViews, collate_images
 from lightact.data.synthetic.image import IMAGE_CLASSES, generate_image_dataset, write_image_folder
-from lightact.engine.image_data import ImageDataModule, takes_img_size
+from lightact.engine.image_data import ImageDataModule
+from lightact.models.registry import model_entry
 
 
 def _jpeg(path, seed: int, size=(40, 30)) -> np.ndarray:
@@ -201,7 +202,11 @@ def test_data_module_and_model_arguments():
     dm = ImageDataModule(cfg, "image")
     assert dm.class_names == list(IMAGE_CLASSES)
     assert dm.model_arguments() == {"num_classes": len(IMAGE_CLASSES), "img_size": 32}
-    assert takes_img_size("timm/convnext_atto", 32) is False
+    # ViTs are built for the data's image size; ConvNeXt takes any size and no img_size argument.
+    assert model_entry("timm/vit_tiny_patch16_224").data_arguments(dm.model_arguments())["img_size"] == 32
+    assert model_entry("timm/convnext_atto").data_arguments(dm.model_arguments()) == {
+        "num_classes": len(IMAGE_CLASSES)
+    }
     test = dm.dataset("test", train=False, views=dm.test_views)
     assert test.num_samples == len(IMAGE_CLASSES) and len(test) == 2 * len(IMAGE_CLASSES)
     batch = dm.collate([test[i] for i in range(4)])

@@ -102,7 +102,7 @@ def _onnxruntime(
     """Export (verified against PyTorch) and open a session. A model whose graph cannot take a dynamic
     batch axis is exported once per batch size with static shapes instead, and the row says so."""
     from lightact.export.onnx import export_onnx, ort_session
-    from lightact.export.targets import NotExportable
+    from lightact.models.spec import NotExportable
 
     if bench.onnx_module is None:
         raise RuntimeError(f"no ONNX export: {bench.not_onnx or 'the model declares none'}")

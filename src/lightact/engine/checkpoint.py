@@ -94,14 +94,14 @@ def resolve_weights_path(work_dir_or_file: str | Path) -> Path:
 def load_model(work_dir_or_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained model from a work directory or its ``model.safetensors``; returns
     ``(model in eval mode, meta)`` where meta holds the model name, arguments and class names."""
-    from lightact.models.registry import create_model
+    from lightact.models.registry import rebuild_model
 
     path = resolve_weights_path(work_dir_or_file)
     meta = read_meta(path)
     kwargs = dict(meta["kwargs"])
     if isinstance(kwargs.get("layout"), dict):
         kwargs["layout"] = layout_from_dict(kwargs["layout"])
-    model = create_model(meta["model"], **kwargs)
+    model = rebuild_model(meta["model"], kwargs)
     state = load_file(str(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

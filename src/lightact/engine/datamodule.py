@@ -59,7 +59,8 @@ class ActionDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def model_arguments(self) -> dict[str, Any]:
-        """Constructor arguments the data implies (classes, input size, channels, ...)."""
+        """Constructor arguments the data implies (classes, input size, channels, ...); a model
+        takes the ones its spec declares (:meth:`lightact.models.registry.ModelEntry.data_arguments`)."""
         raise NotImplementedError
 
     def dataset(self, split: str, train: bool, views: int = 1) -> Dataset:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import typing
 from functools import cached_property
 from typing import Any
-
-import torch
 
 from lightact.config import ExperimentConfig, ImageDataConfig
 from lightact.data.image.dataset import FixedViews, ImageBatch, ImageDataset, collate_images
@@ -21,26 +18,6 @@ from lightact.data.image.sources import (
 )
 from lightact.data.image.transforms import MAX_TEST_VIEWS, ImageTransformSpec
 from lightact.engine.datamodule import ActionDataModule
-
-
-def takes_img_size(model_name: str, img_size: int) -> bool:
-    """Whether the model's constructor has an ``img_size`` argument (ViT, Swin, MViT do; ConvNeXt,
-    PVT-v2 do not). timm builders take ``**kwargs``, so the model is built on the meta device
-    (no memory, no weights) to find out."""
-    from lightact.models.registry import model_entry
-
-    entry = model_entry(model_name)
-    if not entry.external:
-        model_class = typing.get_type_hints(entry.factory).get("return")
-        return model_class is not None and "img_size" in model_class.__init__.__code__.co_varnames
-    try:
-        with torch.device("meta"):
-            entry.factory(num_classes=2, img_size=img_size)
-    except TypeError as err:
-        if "img_size" in str(err):
-            return False
-        raise
-    return True
 
 
 def spec_from_config(cfg: ImageDataConfig) -> ImageTransformSpec:
@@ -97,10 +74,8 @@ class ImageDataModule(ActionDataModule):
         return list(self.samples(self.cfg.train_split).classes)
 
     def model_arguments(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"num_classes": self.num_classes}
-        if takes_img_size(self.experiment.model.name, self.cfg.img_size):
-            args["img_size"] = self.cfg.img_size
-        return args
+        # Models built for an input size (ViT, Swin, MViT) take img_size; ConvNeXt, PVT-v2 do not.
+        return {"num_classes": self.num_classes, "img_size": self.cfg.img_size}
 
     @property
     def test_views(self) -> int:

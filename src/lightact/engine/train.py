@@ -46,6 +46,12 @@ def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule
     return ClassificationModule(model, data.num_classes, cfg.optim)
 
 
+def model_arguments(cfg: ExperimentConfig, data: ActionDataModule) -> dict[str, Any]:
+    """The model's constructor arguments: those it takes from what the data implies (classes, input
+    size, channels, ...), then the config's ``model`` keys."""
+    return {**model_entry(cfg.model.name).data_arguments(data.model_arguments()), **cfg.model.kwargs}
+
+
 def _json_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: layout_to_dict(v) if isinstance(v, Layout) else v for k, v in kwargs.items()}
 
@@ -123,7 +129,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
             f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
         )
     data = build_datamodule(cfg, entry.input_format)
-    kwargs = {**data.model_arguments(), **cfg.model.kwargs}
+    kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
         skipped = load_pretrained(model, cfg.model.weights)

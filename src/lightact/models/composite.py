@@ -17,11 +17,14 @@ transformer blocks run over the ``T + 1`` tokens. Backbones start from random we
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from lightact.models.layers import SelfAttentionBlock, sinusoidal_code
 from lightact.models.registry import register_model
+from lightact.models.spec import CLIP_INPUT, COMPOSITE, ExportTarget, ModelSpec, clip_export
 
 
 class CompositeVideoTransformer(nn.Module):
@@ -64,10 +67,23 @@ class CompositeVideoTransformer(nn.Module):
         return self.head(self.norm(z[:, 0]))
 
 
+# ----------------------------------------------------------------------------- spec and variants
+
+
+def _export_target(model: CompositeVideoTransformer) -> ExportTarget:
+    # Frames fold into the CNN's batch and each becomes a token: any clip length works.
+    return replace(clip_export(model), note="video clip x [N, 3, T, H, W]")
+
+
+_SPEC = ModelSpec(
+    modality="video", input_format="clip", data_args=("num_classes",),  # any clip length and frame size
+    example_input=CLIP_INPUT, export=_export_target, efficiency_class=COMPOSITE,
+)  # fmt: skip
+
+
 @register_model(
     "composite_mnv3s",
-    modality="video",
-    input_format="clip",
+    _SPEC,
     description="Composite: MobileNetV3-Small per frame + 2-block temporal transformer",
 )
 def composite_mnv3s(**kwargs) -> CompositeVideoTransformer:
@@ -75,10 +91,7 @@ def composite_mnv3s(**kwargs) -> CompositeVideoTransformer:
 
 
 @register_model(
-    "composite_r18",
-    modality="video",
-    input_format="clip",
-    description="Composite: ResNet-18 per frame + 2-block temporal transformer",
+    "composite_r18", _SPEC, description="Composite: ResNet-18 per frame + 2-block temporal transformer"
 )
 def composite_r18(**kwargs) -> CompositeVideoTransformer:
     return CompositeVideoTransformer(**{"backbone": "resnet18", "dim": 384, "heads": 6, **kwargs})
