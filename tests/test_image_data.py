@@ -199,7 +199,7 @@ def test_data_module_and_model_arguments():
             "eval": {"num_crops": 2},
         }
     )
-    dm = ImageDataModule(cfg, "image")
+    dm = ImageDataModule(cfg.data, cfg.eval, "image")
     assert dm.class_names == list(IMAGE_CLASSES)
     assert dm.model_arguments() == {"num_classes": len(IMAGE_CLASSES), "img_size": 32}
     # ViTs are built for the data's image size; ConvNeXt takes any size and no img_size argument.

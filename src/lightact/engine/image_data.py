@@ -7,7 +7,7 @@ import json
 from functools import cached_property
 from typing import Any
 
-from lightact.config import ExperimentConfig, ImageDataConfig
+from lightact.config import EvalConfig, ImageDataConfig
 from lightact.data.image.dataset import FixedViews, ImageBatch, ImageDataset, collate_images
 from lightact.data.image.sources import (
     ImageSamples,
@@ -35,17 +35,21 @@ def spec_from_config(cfg: ImageDataConfig) -> ImageTransformSpec:
 class ImageDataModule(ActionDataModule):
     """Stanford 40 (official split), a class-per-folder tree, or the embedded synthetic set.
 
-    With ``distill.cache: cached`` the training set serves ``distill.cache_views`` fixed augmented
-    views per image (see :class:`ImageDataset`), and :meth:`teacher_views` lists them all for the
-    teacher-logit cache.
+    With ``cache_views > 0`` (distillation with ``distill.cache: cached``) the training set serves
+    that many fixed augmented views per image (see :class:`ImageDataset`), and :meth:`teacher_views`
+    lists them all for the teacher-logit cache.
     """
 
     cfg: ImageDataConfig
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
-        super().__init__(cfg, input_format)
-        self.spec = spec_from_config(self.cfg)
+    def __init__(
+        self, cfg: ImageDataConfig, evaluation: EvalConfig, input_format: str, seed: int = 0, *,
+        cache_views: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(cfg, evaluation, input_format, seed)
+        self.spec = spec_from_config(cfg)
         self._samples: dict[str, ImageSamples] = {}
+        self.cache_views = cache_views
 
     def samples(self, split: str) -> ImageSamples:
         """The images of a named split (``train``, ``test``, ...), read once."""
@@ -83,11 +87,6 @@ class ImageDataModule(ActionDataModule):
         if views > MAX_TEST_VIEWS:
             raise ValueError(f"eval.num_crops={views}: images have at most {MAX_TEST_VIEWS} test crops")
         return views
-
-    @property
-    def cache_views(self) -> int:
-        distill = self.experiment.distill
-        return distill.cache_views if distill is not None and distill.cache == "cached" else 0
 
     def dataset(self, split: str, train: bool, views: int = 1) -> ImageDataset:
         samples = self.samples(self._split_name(split))
