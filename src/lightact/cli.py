@@ -412,7 +412,9 @@ def check_images(
     from lightact.data.image.sources import ImageReadError, read_image_folder, read_stanford40
 
     if layout == "auto":
-        layout = "stanford40" if (root / "ImageSplits" / "actions.txt").is_file() else "folder"
+        from lightact.data.image.sources import image_dataset_format
+
+        layout = image_dataset_format(root)
     splits = ("train", "test") if layout == "stanford40" else ("train", "val", "test")
     bad = []
     for split in splits:

@@ -153,7 +153,9 @@ class ImageDataConfig(DataConfigBase):
             return self.format
         if self.path is None:
             return "synthetic"
-        return "stanford40" if (Path(self.path) / "ImageSplits" / "actions.txt").is_file() else "folder"
+        from lightact.data.image.sources import image_dataset_format
+
+        return image_dataset_format(self.path)
 
 
 class LongVideoSynthConfig(Strict):
