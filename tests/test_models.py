@@ -138,3 +138,15 @@ def test_weights_saved_with_the_former_video_arguments_still_load(tmp_path, name
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_image_models_export_at_the_size_they_are_built_for():
+    # A ViT trained at the data's image size keeps it on its patch embedding, not as img_size.
+    model = create_model("timm/test_vit", num_classes=2, img_size=32)
+    assert model_entry("timm/test_vit").export_target(model).canonical == (1, 3, 32, 32)
+    assert model_entry("timm/resnet18").export_target(create_model("timm/resnet18")).canonical == (
+        1,
+        3,
+        224,
+        224,
+    )

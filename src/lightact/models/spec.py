@@ -161,7 +161,14 @@ def clip_export(model: nn.Module) -> ExportTarget:
     )
 
 
-IMAGE_INPUT = BatchedInput(lambda model: (3, *_square(getattr(model, "img_size", CLIP_SIZE))))
+def image_shape(model: nn.Module) -> tuple[int, ...]:
+    """``(3, H, W)``: the size the model is built for (its ``img_size``, or its patch embedding's for
+    timm's transformers), else 224 x 224."""
+    size = getattr(model, "img_size", None) or getattr(getattr(model, "patch_embed", None), "img_size", None)
+    return (3, *_square(size or CLIP_SIZE))
+
+
+IMAGE_INPUT = BatchedInput(image_shape)
 
 
 def image_export(model: nn.Module) -> ExportTarget:
