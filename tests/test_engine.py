@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -14,7 +13,7 @@ from torch import nn
 
 from lightact.config import load_config
 from lightact.data.batch import Batch
-from lightact.engine.checkpoint import atomic_write, load_model
+from lightact.engine.checkpoint import load_model
 from lightact.engine.train import evaluate, predict_probabilities, train
 from lightact.models import create_model
 
@@ -118,20 +117,6 @@ def test_foreign_or_missing_checkpoints_are_refused(tmp_path):
         load_model(tmp_path / "junk.safetensors")
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "nowhere")
-
-
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "last.ckpt"
-    target.write_text("previous")
-
-    def broken(tmp):
-        Path(tmp).write_text("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write(target, broken)
-    assert target.read_text() == "previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
 @pytest.mark.slow

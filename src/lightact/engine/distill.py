@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from lightact.config import DistillConfig, OptimConfig
 from lightact.data.batch import Batch
 from lightact.engine.module import ClassificationModule
+from lightact.utils import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +229,7 @@ def compute_teacher_logits(
 
 def save_teacher_cache(path: Path, logits: Tensor, fingerprint: dict[str, Any], keys: list[str]) -> None:
     """``logits[sample, view]`` plus what they are valid for; ``keys`` names the samples' rows."""
-    from lightact.engine.checkpoint import atomic_write
-
     meta = {_CACHE_META_KEY: json.dumps({"fingerprint": fingerprint, "keys": keys})}
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file({"logits": logits.contiguous()}, tmp, metadata=meta))
 
 

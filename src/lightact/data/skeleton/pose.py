@@ -51,7 +51,7 @@ from lightact.data.video.reader import (
     iter_frames,
     video_info,
 )
-from lightact.utils import available_cores, progress_bar
+from lightact.utils import atomic_write, available_cores, progress_bar, safe_file_name
 
 __all__ = [
     "LAYOUT",
@@ -575,15 +575,11 @@ def collect_videos(inputs: str | Path | Sequence[str | Path]) -> list[tuple[Path
     return list(unique.values())
 
 
-def _safe_stem(path: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:80] or "video"
-
-
 def part_path(parts_dir: str | Path, video: str | Path) -> Path:
     """Where the result of ``video`` is kept: ``<safe-stem>-<10 hex of sha1(absolute path)>.npz``."""
     video = Path(video)
     digest = hashlib.sha1(str(video.resolve()).encode("utf-8")).hexdigest()[:10]
-    return Path(parts_dir) / f"{_safe_stem(video)}-{digest}.npz"
+    return Path(parts_dir) / f"{safe_file_name(video.stem, 'video', max_length=80)}-{digest}.npz"
 
 
 def _source_signature(video: Path) -> tuple[int, int]:
@@ -595,10 +591,9 @@ def _write_part(
     path: Path, result: PoseResult, video: Path, fps: float, max_persons: int, max_side: int | None
 ) -> None:
     size, mtime = _source_signature(video)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz"
             np.savez(
                 f,
                 version=np.int64(_PART_VERSION),
@@ -615,10 +610,8 @@ def _write_part(
                 fps=np.float64(fps),
                 seconds=np.float64(result.seconds),
             )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def _load_part(
