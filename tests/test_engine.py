@@ -150,7 +150,7 @@ def test_two_ddp_processes_match_one_process(tmp_path, tiny_overrides):
 def test_pretrained_weights_load_what_fits_and_report_the_rest(tmp_path):
     from safetensors.torch import save_file
 
-    from lightact.engine.checkpoint import load_pretrained
+    from lightact.models.weights import load_pretrained
 
     source = create_model("tv/r3d_18", num_classes=7)
     target = create_model("tv/r3d_18", num_classes=5)
@@ -179,6 +179,14 @@ def test_pretrained_weights_load_what_fits_and_report_the_rest(tmp_path):
     (tmp_path / "evil.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="cannot be read as plain weights"):
         load_pretrained(model, tmp_path / "evil.pt")
+
+
+def test_clean_state_dict_strips_one_wrapper_prefix_per_key():
+    from lightact.models.weights import clean_state_dict
+
+    t = torch.zeros(1)
+    state = {"model.fc.weight": t, "module.fc.bias": t, "model.module.x": t, "modelling.y": t, "z": t}
+    assert list(clean_state_dict(state)) == ["fc.weight", "fc.bias", "module.x", "modelling.y", "z"]
 
 
 def test_a_model_of_another_modality_is_refused(tmp_path):

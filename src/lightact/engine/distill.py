@@ -136,9 +136,10 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
     data's number of classes; then every tensor must fit. A random teacher teaches nothing, so
     missing weights are an error.
     """
-    from lightact.engine.checkpoint import WEIGHTS_FILE, load_model, read_meta, read_state_dict
+    from lightact.engine.checkpoint import load_model, read_meta
     from lightact.engine.image_data import takes_img_size
     from lightact.models.registry import create_model
+    from lightact.models.weights import WEIGHTS_FILE, clean_state_dict, read_state_dict
 
     path = distill.teacher_weights
     if path is None:
@@ -167,11 +168,8 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
         if img_size is not None and takes_img_size(distill.teacher, img_size):
             kwargs["img_size"] = img_size
         teacher = create_model(distill.teacher, **{**kwargs, **distill.teacher_kwargs})
-        state = read_state_dict(file)
-        prefixes = ("model.", "module.")
-        state = {next((k[len(p) :] for p in prefixes if k.startswith(p)), k): v for k, v in state.items()}
         try:
-            teacher.load_state_dict(state, strict=True)
+            teacher.load_state_dict(clean_state_dict(read_state_dict(file)), strict=True)
         except RuntimeError as err:
             raise ValueError(
                 f"{file} does not fit teacher {distill.teacher}: {str(err).splitlines()[1:3]}"

@@ -135,7 +135,7 @@ def build_encoder(
         torch.manual_seed(ENCODER_INIT_SEED)
         model, mean, std = _build_model(name, kind, size, clip_len)
     if weights is not None:
-        from lightact.engine.checkpoint import load_pretrained
+        from lightact.models.weights import load_pretrained
 
         load_pretrained(model, weights)
     return FeatureEncoder(model, name, kind, size, mean, std)
