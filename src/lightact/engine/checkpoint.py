@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from lightact.data.skeleton.layouts import Layout
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained, read_state_dict, resolve_weights_path
 from lightact.utils import atomic_write
 
-# The weight-I/O names moved to lightact.models.weights (and atomic_write to lightact.utils) are
-# re-exported while other modules still import them from here.
+# The weight-I/O names moved to lightact.models.weights, atomic_write to lightact.utils and the
+# layout conversions to Layout are re-exported while other modules still import them from here.
 __all__ = [
     "WEIGHTS_FILE",
     "AtomicCheckpointIO",
@@ -49,18 +48,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 
 
-def layout_to_dict(layout: Layout) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(layout).items()}
-
-
-def layout_from_dict(data: dict[str, Any]) -> Layout:
-    return Layout(
-        name=data["name"],
-        joints=tuple(data["joints"]),
-        bones=tuple(tuple(b) for b in data["bones"]),
-        center=data["center"],
-        flip_pairs=tuple(tuple(p) for p in data["flip_pairs"]),
-    )
+# Old names of Layout.to_dict / Layout.from_dict, kept while other modules import them from here.
+layout_to_dict = Layout.to_dict
+layout_from_dict = Layout.from_dict
 
 
 def save_weights(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
@@ -89,7 +79,7 @@ def load_model(work_dir_or_file: str | Path) -> tuple[nn.Module, dict[str, Any]]
     meta = read_meta(path)
     kwargs = dict(meta["kwargs"])
     if isinstance(kwargs.get("layout"), dict):
-        kwargs["layout"] = layout_from_dict(kwargs["layout"])
+        kwargs["layout"] = Layout.from_dict(kwargs["layout"])
     model = create_model(meta["model"], **kwargs)
     state = load_file(str(path))
     missing, unexpected = model.load_state_dict(state, strict=False)

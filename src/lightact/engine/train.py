@@ -15,7 +15,7 @@ from torch import nn
 from lightact.config import CONFIG_FILE_NAME, ExperimentConfig, dump_config
 from lightact.data.skeleton.layouts import Layout
 from lightact.engine.callbacks import EpochCSVLogger, RNGState
-from lightact.engine.checkpoint import AtomicCheckpointIO, layout_to_dict, load_model, save_weights
+from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weights
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
 from lightact.engine.module import ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports
@@ -41,7 +41,7 @@ def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule
 
 
 def _json_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: layout_to_dict(v) if isinstance(v, Layout) else v for k, v in kwargs.items()}
+    return {k: v.to_dict() if isinstance(v, Layout) else v for k, v in kwargs.items()}
 
 
 def _precision(cfg: ExperimentConfig) -> str:
