@@ -71,9 +71,9 @@ def write_video(path: Path, seconds: float, fps: int = 25, width: int = 320, hei
 
 def write_checkpoint(folder: Path, preset: str) -> Path:
     """An untrained STAN with the checkpoint meta a trained one has (the extraction settings)."""
-    from lightact.data.longvideo.encoders import build_encoder
-    from lightact.data.longvideo.extract import ExtractionSettings
     from lightact.engine.checkpoint import save_weights
+    from lightact.features.encoders import build_encoder
+    from lightact.features.extract import ExtractionSettings
     from lightact.models import create_model
 
     settings = ExtractionSettings(fps=1.0, clip_len=8, clip_fps=8.0, clip_stride=2.0, **PRESETS[preset])

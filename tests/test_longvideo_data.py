@@ -17,7 +17,6 @@ from lightact.data.longvideo.dataset import (
     read_lvu_csv,
     subsample,
 )
-from lightact.data.longvideo.extract import ExtractionSettings, extract_features, shard
 from lightact.data.longvideo.store import (
     FeatureStoreError,
     VideoFeatures,
@@ -25,6 +24,7 @@ from lightact.data.longvideo.store import (
     write_features,
 )
 from lightact.data.synthetic.longvideo import SynthLongVideoSpec, generate_longvideo_dataset, render_video
+from lightact.features.extract import ExtractionSettings, extract_features, shard
 
 pytest.importorskip("av")
 

@@ -344,7 +344,7 @@ def test_registered_variants_and_bad_input() -> None:
 
 def test_user_2d_swin_file_is_inflated_by_load_pretrained(tmp_path) -> None:
     """``--weights swin.pth``: a 2D timm Swin state dict (1000-class head) initialises a PST."""
-    from lightact.engine.checkpoint import load_pretrained
+    from lightact.models.weights import load_pretrained
 
     torch.manual_seed(8)
     swin = SwinTransformer(

@@ -471,21 +471,12 @@ def extract_features_command(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Cache static-frame and clip features of long videos; resumable, sharded under torchrun."""
-    from lightact.data.longvideo.extract import ExtractionSettings, extract_features
+    from lightact.features.extract import ExtractionSettings, extract_features
 
+    # The options named after the settings' fields are the settings (tests/test_features.py).
+    options = {name: value for name, value in locals().items() if name in ExtractionSettings.model_fields}
     try:
-        settings = ExtractionSettings(
-            frame_encoder=frame_encoder,
-            frame_weights=None if frame_weights is None else str(frame_weights),
-            frame_size=frame_size,
-            fps=fps,
-            clip_encoder=clip_encoder,
-            clip_weights=None if clip_weights is None else str(clip_weights),
-            clip_size=clip_size,
-            clip_len=clip_len,
-            clip_fps=clip_fps,
-            clip_stride=clip_stride,
-        )
+        settings = ExtractionSettings.from_values(**options)
         summary = extract_features(
             videos,
             out,

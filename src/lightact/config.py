@@ -19,8 +19,11 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
+
+from lightact.features.settings import ExtractionSettings
 
 CONFIG_FILE_NAME = "config.yaml"
 
@@ -168,21 +171,11 @@ class LongVideoSynthConfig(Strict):
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
 
-class FeatureExtractionConfig(Strict):
-    """How features are extracted (``lightact extract-features`` options). The embedded set uses
-    these defaults: a random-weight ResNet-10-T on 64x64 frames at 1 fps, the tiny 3D CNN on 8-frame
-    32x32 clips at 4 fps, a clip every 2 s. For a user's store the settings are read from the store."""
-
-    frame_encoder: str = "timm/resnet10t"
-    frame_weights: Path | None = None
-    frame_size: int = Field(64, ge=8)
-    fps: float = Field(1.0, gt=0)
-    clip_encoder: str = "clip3d_tiny"
-    clip_weights: Path | None = None
-    clip_size: int = Field(32, ge=8)
-    clip_len: int = Field(8, ge=1)
-    clip_fps: float = Field(4.0, gt=0)
-    clip_stride: float = Field(2.0, gt=0)
+# How the embedded set's features are extracted (``data.extraction``, the ``extract-features``
+# settings): a random-weight ResNet-10-T on 64x64 frames at 1 fps, the tiny 3D CNN on 8-frame 32x32
+# clips at 4 fps, a clip every 2 s. Keys a config leaves out take these values rather than the
+# library's full-size defaults. For a user's store the settings are read from the store.
+EMBEDDED_EXTRACTION: dict[str, Any] = {"frame_size": 64, "clip_size": 32, "clip_fps": 4.0}
 
 
 class LongVideoDataConfig(DataConfigBase):
@@ -203,7 +196,12 @@ class LongVideoDataConfig(DataConfigBase):
     time_shift: float = Field(0.0, ge=0)  # training: shift each video's times by up to this many seconds
     regression_loss: Literal["mse", "l1"] = "mse"
     synth: LongVideoSynthConfig = LongVideoSynthConfig()
-    extraction: FeatureExtractionConfig = FeatureExtractionConfig()
+    extraction: ExtractionSettings = ExtractionSettings(**EMBEDDED_EXTRACTION)
+
+    @field_validator("extraction", mode="before")
+    @classmethod
+    def _embedded_extraction(cls, value: Any) -> Any:
+        return {**EMBEDDED_EXTRACTION, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _check_sources(self) -> LongVideoDataConfig:

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from lightact.data.longvideo.dataset import features_to_inputs
-from lightact.data.longvideo.extract import Encoders, ExtractionSettings, extract_video
 from lightact.data.longvideo.store import VideoFeatures, read_features
 from lightact.data.video.reader import VIDEO_SUFFIXES
 from lightact.engine.checkpoint import load_model
+from lightact.features.extract import Encoders, ExtractionSettings, extract_video
 from lightact.inference import (
     ClassScore,
     Prediction,

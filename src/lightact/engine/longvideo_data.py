@@ -18,29 +18,11 @@ from lightact.engine.datamodule import ActionDataModule
 __all__ = ["LongVideoDataModule", "prepare_synthetic_longvideo"]
 
 
-def extraction_settings(cfg: LongVideoDataConfig):
-    from lightact.data.longvideo.extract import ExtractionSettings
-
-    e = cfg.extraction
-    return ExtractionSettings(
-        frame_encoder=e.frame_encoder,
-        frame_weights=None if e.frame_weights is None else str(e.frame_weights),
-        frame_size=e.frame_size,
-        fps=e.fps,
-        clip_encoder=e.clip_encoder,
-        clip_weights=None if e.clip_weights is None else str(e.clip_weights),
-        clip_size=e.clip_size,
-        clip_len=e.clip_len,
-        clip_fps=e.clip_fps,
-        clip_stride=e.clip_stride,
-    )
-
-
 def prepare_synthetic_longvideo(cfg: LongVideoDataConfig, progress: bool = False) -> Path:
     """Render the embedded videos and extract their features under ``cfg.synth.root`` (both steps
     skip what is already there); returns the root, holding ``features/``, ``train.csv``, ``val.csv``."""
-    from lightact.data.longvideo.extract import extract_features
     from lightact.data.synthetic.longvideo import SynthLongVideoSpec, generate_longvideo_dataset
+    from lightact.features.extract import extract_features
 
     s = cfg.synth
     spec = SynthLongVideoSpec(
@@ -50,7 +32,7 @@ def prepare_synthetic_longvideo(cfg: LongVideoDataConfig, progress: bool = False
     summary = extract_features(
         [s.root / "videos"],
         s.root / "features",
-        extraction_settings(cfg),
+        cfg.extraction,
         rank=0,
         world_size=1,
         progress=progress,
@@ -186,5 +168,5 @@ class LongVideoDataModule(ActionDataModule):
         settings_file = self.sources["store"] / SETTINGS_FILE
         settings = json.loads(settings_file.read_text()) if settings_file.is_file() else None
         if settings is None:
-            settings = extraction_settings(self.cfg).to_dict()
+            settings = self.cfg.extraction.to_dict()
         return {"extraction": settings, "task": self.task}

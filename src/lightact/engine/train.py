@@ -15,18 +15,12 @@ from torch import nn
 from lightact.config import CONFIG_FILE_NAME, ExperimentConfig, dump_config
 from lightact.data.skeleton.layouts import Layout
 from lightact.engine.callbacks import EpochCSVLogger, RNGState
-from lightact.engine.checkpoint import (
-    WEIGHTS_FILE,
-    AtomicCheckpointIO,
-    layout_to_dict,
-    load_model,
-    load_pretrained,
-    save_weights,
-)
+from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weights
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
 from lightact.engine.module import ActionModule, ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports
 from lightact.models.registry import create_model, model_entry
+from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
@@ -53,7 +47,7 @@ def model_arguments(cfg: ExperimentConfig, data: ActionDataModule) -> dict[str, 
 
 
 def _json_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: layout_to_dict(v) if isinstance(v, Layout) else v for k, v in kwargs.items()}
+    return {k: v.to_dict() if isinstance(v, Layout) else v for k, v in kwargs.items()}
 
 
 def _precision(cfg: ExperimentConfig) -> str:

@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from lightact.engine.checkpoint import atomic_write
+from lightact.utils import atomic_write
 
 __all__ = [
     "META_KEY",

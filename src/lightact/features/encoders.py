@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightact.features.settings import DEFAULT_CLIP_ENCODER, DEFAULT_FRAME_ENCODER
+
 __all__ = ["DEFAULT_CLIP_ENCODER", "DEFAULT_FRAME_ENCODER", "FeatureEncoder", "build_encoder", "resize_crop"]
 
-DEFAULT_FRAME_ENCODER = "timm/resnet10t"
-DEFAULT_CLIP_ENCODER = "clip3d_tiny"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ENCODER_INIT_SEED = 0
 KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
@@ -117,7 +117,7 @@ def build_encoder(
         torch.manual_seed(ENCODER_INIT_SEED)
         model, mean, std = _build_model(name, kind, size, clip_len)
     if weights is not None:
-        from lightact.engine.checkpoint import load_pretrained
+        from lightact.models.weights import load_pretrained
 
         load_pretrained(model, weights)
     return FeatureEncoder(model, name, kind, size, mean, std)
