@@ -97,7 +97,7 @@ def write_checkpoint(folder: Path, preset: str) -> Path:
 CHILD = """
 import json, resource, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
-from lightact.inference_longvideo import LongVideoRecognizer
+from lightact.inference.longvideo import LongVideoRecognizer
 recognizer = LongVideoRecognizer.from_checkpoint(sys.argv[1])
 recognizer.encoders  # build the encoders before the start-up reading
 def rss():

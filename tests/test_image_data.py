@@ -229,7 +229,7 @@ def test_predict_files_matches_the_model_on_eval_crops(tmp_path):
     import timm
 
     from lightact.engine.checkpoint import save_weights
-    from lightact.inference_image import predict_files
+    from lightact.inference.image import predict_files
 
     kwargs = {"num_classes": 3, "img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()

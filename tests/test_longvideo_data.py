@@ -293,7 +293,7 @@ def test_training_through_the_engine(videos, store, tmp_path, task):
 
     # Predict on a video file: features extracted on the fly (the store's settings and encoders,
     # from the checkpoint) give the same answer as the stored features.
-    from lightact.inference_longvideo import predict_files
+    from lightact.inference.longvideo import predict_files
 
     video = videos / "videos" / "synthlong_00000.mp4"
     out = tmp_path / "predictions"

@@ -354,7 +354,7 @@ def test_tiny_pst_trains_evaluates_and_predicts_through_the_engine(
     from lightact.config import load_config
     from lightact.engine.checkpoint import load_model
     from lightact.engine.train import train
-    from lightact.inference_video import predict_files
+    from lightact.inference.video import predict_files
 
     threads = torch.get_num_threads()
     try:

@@ -23,14 +23,8 @@ from lightact.data.video.clips import read_clip
 from lightact.data.video.reader import VIDEO_SUFFIXES, VideoDecodeError, video_info
 from lightact.data.video.sampling import clip_indices
 from lightact.data.video.transforms import center_crop, normalize, resize_short_side
-from lightact.inference import (
-    Prediction,
-    WindowPrediction,
-    input_files,
-    predict_each,
-    top_classes,
-    window_starts,
-)
+from lightact.inference.files import input_files, predict_each, window_starts
+from lightact.inference.results import Prediction, WindowPrediction, top_classes
 
 __all__ = ["VideoRecognizer", "predict_files"]
 

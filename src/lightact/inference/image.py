@@ -16,7 +16,8 @@ from torch import nn
 
 from lightact.data.image.sources import IMAGE_SUFFIXES, ImageReadError, decode_image
 from lightact.data.image.transforms import ImageTransformSpec, eval_view
-from lightact.inference import Prediction, WindowPrediction, input_files, predict_each, top_classes
+from lightact.inference.files import input_files, predict_each
+from lightact.inference.results import Prediction, WindowPrediction, top_classes
 
 
 class ImageRecognizer:

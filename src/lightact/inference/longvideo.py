@@ -33,14 +33,8 @@ from lightact.data.longvideo.extract import Encoders, ExtractionSettings, extrac
 from lightact.data.longvideo.store import VideoFeatures, read_features
 from lightact.data.video.reader import VIDEO_SUFFIXES
 from lightact.engine.checkpoint import load_model
-from lightact.inference import (
-    ClassScore,
-    Prediction,
-    WindowPrediction,
-    input_files,
-    predict_each,
-    top_classes,
-)
+from lightact.inference.files import input_files, predict_each
+from lightact.inference.results import ClassScore, Prediction, WindowPrediction, top_classes
 
 __all__ = [
     "DEFAULT_WINDOW_S",
