@@ -282,6 +282,56 @@ def test_json_round_trip(recognizer, clips, tmp_path):
     assert Prediction.load_json(path).to_dict() == data
 
 
+def _regression_prediction() -> Prediction:
+    """A long-video regression model's answer as the long-video predictor builds one: the model on
+    the whole video, two targets, segment values that are not averaged into the answer."""
+    from lightact.inference import ClassScore, WindowPrediction
+
+    values = np.array([2.5, -0.75])
+    windows = [
+        WindowPrediction(0, 120, 0.0, 30.0, np.array([2.0, -1.0]), []),
+        WindowPrediction(60, 180, 15.0, 45.0, np.array([4.0, 0.5]), []),
+    ]
+    return Prediction(
+        source="match.mp4",
+        classes=["speed", "tilt"],
+        probabilities=values,
+        topk=[ClassScore("speed", 0, 2.5), ClassScore("tilt", 1, -0.75)],
+        windows=windows,
+        fps=4.0,
+        num_frames=180,
+        window=120,
+        stride=60,
+        task="regression",
+        whole_video=True,
+    )
+
+
+def test_task_and_whole_video_answer_round_trip_through_json(tmp_path):
+    from rich.console import Console
+
+    pred = _regression_prediction()
+    data = json.loads(pred.to_json())
+    assert (data["task"], data["whole_video"], data["layout"]) == ("regression", True, "")
+    again = Prediction.load_json(pred.save_json(tmp_path / "p.json"))
+    assert (again.task, again.whole_video) == ("regression", True)
+    assert again.to_dict() == pred.to_dict()
+    # What was read back prints and plots as a regression on the whole video, not as a mean of windows.
+    console = Console(file=io.StringIO(), width=120)
+    console.print(again.table())
+    text = console.file.getvalue()
+    assert "speed 2.5, tilt -0.75" in text and "the model on the whole video (2 segments" in text
+    assert "mean of" not in text
+    assert again.save_timeline(tmp_path / "t.png").stat().st_size > 5_000
+    # A file written before the fields existed reads as a classification averaged over its windows.
+    for key in ("task", "whole_video"):
+        del data[key]
+    old = Prediction.from_dict(data)
+    assert (old.task, old.whole_video) == ("classification", False)
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        Prediction.from_dict({**data, "task": "ranking"})
+
+
 def test_timeline_png_and_table(recognizer, clips, tmp_path):
     from rich.console import Console
 

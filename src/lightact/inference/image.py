@@ -76,7 +76,6 @@ class ImageRecognizer:
             num_frames=1,
             window=1,
             stride=1,
-            layout="",
         )
 
 

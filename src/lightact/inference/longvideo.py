@@ -38,7 +38,6 @@ from lightact.inference.results import ClassScore, Prediction, WindowPrediction,
 
 __all__ = [
     "DEFAULT_WINDOW_S",
-    "LongVideoPrediction",
     "LongVideoRecognizer",
     "predict_files",
     "segment_starts",
@@ -58,62 +57,6 @@ def segment_starts(duration: float, window: float, stride: float) -> list[float]
     if starts[-1] + window < duration - 1e-9:
         starts.append(duration - window)
     return [float(s) for s in starts]
-
-
-class LongVideoPrediction(Prediction):
-    """A :class:`~lightact.inference.Prediction` whose overall answer is the model on the whole
-    video (not a mean of the windows), which its table and timeline say. ``task`` is
-    "classification" or "regression" (then ``probabilities`` hold predicted values)."""
-
-    task: str = "classification"
-
-    def table(self, windows: bool = False):
-        table = super().table(windows)
-        if not windows:
-            span = f"{self.num_frames} frames, {self.duration:.1f} s at {self.fps:g} fps"
-            table.caption = f"{span}; the model on the whole video ({len(self.windows)} segments in the JSON)"
-            if self.task == "regression":
-                table.title = f"{self.name}: " + ", ".join(
-                    f"{c.label} {c.probability:.4g}" for c in self.topk
-                )
-        return table
-
-    def save_timeline(self, path: str | Path, num_classes: int = 5) -> Path:
-        """PNG: each segment's score of the top classes (or predicted values) against time, drawn
-        at the segment's centre and across its span; the whole-video answer as dashed lines."""
-        from matplotlib.figure import Figure
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig = Figure(figsize=(9, 4.2))
-        ax = fig.subplots()
-        centres = [(w.start_time + w.end_time) / 2 for w in self.windows]
-        shown = [c.index for c in self.topk[:num_classes]]
-        for rank, index in enumerate(shown):
-            values = [w.probabilities[index] for w in self.windows]
-            (line,) = ax.plot(
-                centres, values, marker="o", lw=2 if rank == 0 else 1.3, label=self.classes[index]
-            )
-            for w, v in zip(self.windows, values, strict=True):
-                ax.hlines(v, w.start_time, w.end_time, color=line.get_color(), alpha=0.25, lw=4)
-            ax.axhline(self.probabilities[index], color=line.get_color(), ls="--", lw=1)
-        ax.set_xlim(0, max(self.duration, 1e-6))
-        if self.task == "classification":
-            ax.set_ylim(0, 1.02)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("probability" if self.task == "classification" else "predicted value")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-        seconds = self.window / self.fps if self.fps else 0
-        answer = f"{self.label} ({self.score:.0%})" if self.task == "classification" else f"{self.score:.4g}"
-        ax.set_title(
-            f"{self.name}: {answer} on the whole video (dashed); dots: {len(self.windows)} segments of "
-            f"{seconds:.0f} s",
-            fontsize=10,
-        )
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        return path
 
 
 class LongVideoRecognizer:
@@ -179,7 +122,7 @@ class LongVideoRecognizer:
         window: float | None = None,
         stride: float | None = None,
         topk: int = 5,
-    ) -> LongVideoPrediction:
+    ) -> Prediction:
         """:meth:`predict` on features already extracted (``source`` names them in the result)."""
         duration = float(f.meta.get("duration") or 0.0) or float(f.frame_times.max().item() + 1.0)
         fps = float(f.meta.get("video_fps") or self.settings.fps)
@@ -205,7 +148,7 @@ class LongVideoRecognizer:
                     topk=self._ranked(scores, topk),
                 )
             )
-        prediction = LongVideoPrediction(
+        return Prediction(
             source=str(source),
             classes=self.classes,
             probabilities=overall,
@@ -215,10 +158,9 @@ class LongVideoRecognizer:
             num_frames=int(f.meta.get("video_frames") or round(duration * fps)),
             window=int(round(window * fps)),
             stride=int(round(stride * fps)),
-            layout="",
+            task=self.task,
+            whole_video=True,
         )
-        prediction.task = self.task
-        return prediction
 
 
 def predict_files(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "TASKS",
     "ClassScore",
     "NoPersonError",
     "Prediction",
@@ -93,14 +94,22 @@ class WindowPrediction:
         )
 
 
+TASKS = ("classification", "regression")
+
+
 @dataclass
 class Prediction:
     """What a model says about one input.
 
-    ``probabilities`` (over ``classes``) is the mean of the windows' probabilities; ``topk`` ranks
-    it. ``source`` is the input (file path, or "array" / "annotation"), ``sample`` the annotation's
-    ``frame_dir`` when it has one. ``layout`` is the model's joint layout, ``input_layout`` the
-    layout the input was converted from (``None`` when it was already in the model's).
+    ``probabilities`` (over ``classes``) is the mean of the windows' probabilities, or, with
+    ``whole_video``, the model's answer on the whole input (a long-video model: the answer may rest
+    on events minutes apart, so it is not an average of segments); ``topk`` ranks it. ``task`` is
+    "classification" or "regression"; a regression model's ``probabilities`` are its predicted
+    values, one per target (``classes`` names the targets), and ``topk`` lists them in target order.
+    ``source`` is the input (file path, or "array" / "annotation"), ``sample`` the annotation's
+    ``frame_dir`` when it has one. ``layout`` is a skeleton model's joint layout (empty for other
+    inputs), ``input_layout`` the layout the input was converted from (``None`` when it was already
+    in the model's).
     """
 
     source: str
@@ -112,9 +121,15 @@ class Prediction:
     num_frames: int
     window: int
     stride: int
-    layout: str
+    layout: str = ""
     input_layout: str | None = None
     sample: str | None = None
+    task: str = "classification"
+    whole_video: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}: a prediction is one of {', '.join(TASKS)}")
 
     @property
     def label(self) -> str:
@@ -141,6 +156,7 @@ class Prediction:
         return {
             "source": self.source,
             "sample": self.sample,
+            "task": self.task,
             "label": self.label,
             "score": self.score,
             "topk": [c.to_dict() for c in self.topk],
@@ -151,6 +167,7 @@ class Prediction:
             "duration": self.duration,
             "window": self.window,
             "stride": self.stride,
+            "whole_video": self.whole_video,
             "layout": self.layout,
             "input_layout": self.input_layout,
             "windows": [w.to_dict() for w in self.windows],
@@ -158,6 +175,8 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        """Read :meth:`to_dict`'s data (a file written before ``task`` and ``whole_video`` were
+        recorded reads as a classification averaged over its windows)."""
         return cls(
             source=str(data["source"]),
             classes=[str(c) for c in data["classes"]],
@@ -171,6 +190,8 @@ class Prediction:
             layout=str(data["layout"]),
             input_layout=data.get("input_layout"),
             sample=data.get("sample"),
+            task=str(data.get("task", "classification")),
+            whole_video=bool(data.get("whole_video", False)),
         )
 
     def to_json(self) -> str:
@@ -204,12 +225,16 @@ class Prediction:
                     f"{top.probability:.1%}" if top else "-",
                 )
             return table
-        used = sum(w.has_person for w in self.windows)
-        table = Table(
-            title=f"{self.name}: [bold]{self.label}[/bold] ({self.score:.1%})",
-            caption=f"{span}; mean of {used} window(s) of {self.window} frames, stride {self.stride}",
-            min_width=72,
-        )
+        if self.task == "regression":
+            title = f"{self.name}: " + ", ".join(f"{c.label} {c.probability:.4g}" for c in self.topk)
+        else:
+            title = f"{self.name}: [bold]{self.label}[/bold] ({self.score:.1%})"
+        if self.whole_video:
+            caption = f"{span}; the model on the whole video ({len(self.windows)} segments in the JSON)"
+        else:
+            used = sum(w.has_person for w in self.windows)
+            caption = f"{span}; mean of {used} window(s) of {self.window} frames, stride {self.stride}"
+        table = Table(title=title, caption=caption, min_width=72)
         for column in ("rank", "class", "probability"):
             table.add_column(column, justify="left" if column == "class" else "right")
         for rank, c in enumerate(self.topk, 1):
@@ -217,13 +242,15 @@ class Prediction:
         return table
 
     def save_timeline(self, path: str | Path, num_classes: int = 5) -> Path:
-        """Write a PNG: per-window probability of the overall top classes against time (each
-        window's value drawn at its centre and across its span), the overall answer in the title.
-        Windows without a person are shaded grey."""
+        """Write a PNG: each window's probability of the overall top classes (a regression model's
+        predicted values) against time, drawn at the window's centre and faintly across its span.
+        Windows without a person are shaded grey. The title gives the overall answer; with
+        ``whole_video`` that answer is the model on the whole input, drawn as dashed lines."""
         from matplotlib.figure import Figure
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        regression = self.task == "regression"
         shown = [c.index for c in self.topk[:num_classes]]
         fig = Figure(figsize=(9, 4.2))
         ax = fig.subplots()
@@ -235,24 +262,35 @@ class Prediction:
             (line,) = ax.plot(
                 centres, values, marker="o", lw=2 if rank == 0 else 1.3, label=self.classes[index]
             )
-            for w, v in zip(self.windows, values, strict=True):  # each window's extent, faintly
+            for w, v in zip(self.windows, values, strict=True):
                 if not np.isnan(v):
                     ax.hlines(v, w.start_time, w.end_time, color=line.get_color(), alpha=0.25, lw=4)
+            if self.whole_video:
+                ax.axhline(self.probabilities[index], color=line.get_color(), ls="--", lw=1)
         empty = [w for w in self.windows if not w.has_person]
         for i, w in enumerate(empty):
             ax.axvspan(
                 w.start_time, w.end_time, color="0.85", zorder=0, label="no person" if i == 0 else None
             )
         ax.set_xlim(0, max(self.duration, 1e-6))
-        ax.set_ylim(0, 1.02)
+        if not regression:
+            ax.set_ylim(0, 1.02)
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("probability")
+        ax.set_ylabel("predicted value" if regression else "probability")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-        ax.set_title(
-            f"{self.name}: {self.label} ({self.score:.0%}, mean of "
-            f"{sum(w.has_person for w in self.windows)} window(s))"
-        )
+        score = f"{self.score:.4g}" if regression else f"{self.score:.0%}"
+        if self.whole_video:
+            answer = score if regression else f"{self.label} ({score})"
+            seconds = self.window / self.fps if self.fps else 0
+            ax.set_title(
+                f"{self.name}: {answer} on the whole video (dashed); dots: {len(self.windows)} segments "
+                f"of {seconds:.0f} s",
+                fontsize=10,
+            )
+        else:
+            used = sum(w.has_person for w in self.windows)
+            ax.set_title(f"{self.name}: {self.label} ({score}, mean of {used} window(s))")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         return path

@@ -112,7 +112,6 @@ class VideoRecognizer:
             num_frames=total,
             window=window,
             stride=stride,
-            layout="",
         )
 
 
