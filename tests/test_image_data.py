@@ -229,7 +229,7 @@ def test_predict_files_matches_the_model_on_eval_crops(tmp_path):
     import timm
 
     from lightact.engine.checkpoint import save_weights
-    from lightact.inference.image import predict_files
+    from lightact.inference import predict_path
 
     kwargs = {"num_classes": 3, "img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
@@ -253,7 +253,7 @@ def test_predict_files_matches_the_model_on_eval_crops(tmp_path):
     pixels = _jpeg(tmp_path / "in" / "a.png", 1, size=(48, 40))
     (tmp_path / "in" / "b.jpg").write_bytes(b"broken")
     with pytest.warns(UserWarning, match=r"skipping .*b\.jpg: cannot read image"):
-        predictions = predict_files(
+        predictions = predict_path(
             tmp_path / "run", tmp_path / "in", out_dir=tmp_path / "out", skip_errors=True
         )
     assert len(predictions) == 1 and (tmp_path / "out" / "a.json").is_file()
@@ -263,4 +263,4 @@ def test_predict_files_matches_the_model_on_eval_crops(tmp_path):
         expected = model(views).softmax(-1).mean(0).numpy()
     assert np.allclose(predictions[0].probabilities, expected, atol=1e-5)
     with pytest.raises(ImageReadError, match="b.jpg"):
-        predict_files(tmp_path / "run", tmp_path / "in" / "b.jpg")
+        predict_path(tmp_path / "run", tmp_path / "in" / "b.jpg")

@@ -6,6 +6,7 @@ import io
 import json
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -611,3 +612,131 @@ def test_checkpoint_that_is_not_lightacts(tmp_path, work_dir):
     # Lightning's resume checkpoint is not the delivered model either.
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         Recognizer.from_checkpoint(work_dir / "checkpoints" / "last.ckpt")
+
+
+# ---------------------------------------------------------------------------------------------------
+# one entry point for every modality, and the per-file loop
+
+
+def _modality_checkpoint(directory: Path, modality: str) -> Path:
+    """A randomly initialised model of ``modality`` saved as training saves one."""
+    from lightact.data.longvideo.extract import ExtractionSettings
+
+    if modality == "skeleton":
+        return _hand_made_checkpoint(directory, "star_64", NTU25, 9, ["x", "y"], dim=8, depth=1, heads=2)
+    name, kwargs, data = {
+        "video": ("clip3d_tiny", {"width": 4}, {"num_frames": 4, "crop": 32}),
+        "image": ("timm/resnet10t", {}, {"img_size": 32}),
+        "longvideo": (
+            "stan",
+            {"frame_dim": 8, "clip_dim": 8, "dim": 8, "heads": 2, "depth": 1},
+            {"extraction": ExtractionSettings().to_dict(), "task": "classification"},
+        ),
+    }[modality]
+    kwargs = {"num_classes": 2, **kwargs}
+    entry = model_entry(name)
+    meta = {
+        "model": name,
+        "kwargs": kwargs,
+        "classes": ["x", "y"],
+        "modality": entry.modality,
+        "input_format": entry.input_format,
+        "task": "classification",
+        "data": data,
+    }
+    save_weights(create_model(name, **kwargs), directory / "model.safetensors", meta)
+    return directory
+
+
+PREDICTOR_NAMES = {
+    "skeleton": "SkeletonRecognizer",
+    "video": "VideoRecognizer",
+    "image": "ImageRecognizer",
+    "longvideo": "LongVideoRecognizer",
+}
+
+
+@pytest.mark.parametrize("modality", list(PREDICTOR_NAMES))
+def test_recognizer_gives_the_predictor_of_the_checkpoints_modality(modality, tmp_path):
+    import lightact
+    import lightact.inference as inference
+    from lightact.engine.checkpoint import load_model
+
+    checkpoint = _modality_checkpoint(tmp_path / modality, modality)
+    predictor_class = getattr(inference, PREDICTOR_NAMES[modality])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the hand-made skeleton checkpoint has no test transforms
+        loaded = lightact.Recognizer.from_checkpoint(checkpoint)
+        built = Recognizer(*load_model(checkpoint))
+    assert type(loaded) is predictor_class and type(built) is predictor_class
+    assert isinstance(loaded, Recognizer) and issubclass(predictor_class, Recognizer)
+    assert loaded.classes == ["x", "y"] and loaded.device == torch.device("cpu")
+    # Each predictor refuses another modality's checkpoint by name.
+    other = "video" if modality == "skeleton" else "skeleton"
+    wrong = _modality_checkpoint(tmp_path / other, other)
+    with pytest.raises(ValueError, match=f"holds a {other} model; {predictor_class.__name__} predicts with"):
+        predictor_class.from_checkpoint(wrong)
+
+
+def test_recognizer_refuses_an_unknown_modality_and_loads_lazily(tmp_path):
+    import subprocess
+
+    from lightact.engine.checkpoint import load_model
+
+    model, meta = load_model(_modality_checkpoint(tmp_path / "v", "video"))
+    with pytest.raises(ValueError, match="no predictor for .audio. models: lightact predicts skeleton"):
+        Recognizer(model, {**meta, "modality": "audio"})
+    # Only the checkpoint's own predictor module is imported.
+    code = (
+        "import sys, lightact\n"
+        f"lightact.Recognizer.from_checkpoint({str(tmp_path / 'v')!r})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('lightact.inference.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "lightact.inference.video" in out
+    assert not any(f"lightact.inference.{m}'" in out for m in ("skeleton", "image", "longvideo"))
+
+
+def _stub_prediction(source: str, sample: str | None) -> Prediction:
+    from lightact.inference import ClassScore, WindowPrediction
+
+    p = np.array([0.75, 0.25])
+    top = [ClassScore("x", 0, 0.75), ClassScore("y", 1, 0.25)]
+    window = WindowPrediction(0, 30, 0.0, 1.0, p, top)
+    return Prediction(source, ["x", "y"], p, top, [window], 30.0, 30, 30, 15, sample=sample)
+
+
+def test_predict_each_names_every_sample_of_a_file(tmp_path):
+    """The names predict_path gave before it shared this loop: a file's stem; a file of several
+    samples adds ``_<sample>`` (or a running number for a sample without a name); collisions are
+    numbered."""
+    from lightact.inference.files import predict_each
+
+    given = {
+        "a.pkl": [_stub_prediction("a.pkl", "s1"), _stub_prediction("a.pkl", "s2")],
+        "a_s1.npy": _stub_prediction("a_s1.npy", None),
+        "b.pkl": [_stub_prediction("b.pkl", "only")],  # one sample: the stem alone
+        "c.pkl": [_stub_prediction("c.pkl", None), _stub_prediction("c.pkl", None)],
+        "bad.pkl": ValueError("not a readable pickle"),
+    }
+
+    def predict_one(file: Path):
+        result = given[file.name]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    files = [tmp_path / name for name in given]
+    with pytest.warns(UserWarning, match="skipping .*bad.pkl: not a readable pickle"):
+        predictions = predict_each(files, predict_one, tmp_path / "out", skip_errors=True)
+    assert len(predictions) == 6
+    stems = ["a_s1", "a_s2", "a_s1_2", "b", "c_4", "c_5"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{s}.json" for s in stems] + [f"{s}_timeline.png" for s in stems]
+    )
+    assert Prediction.load_json(tmp_path / "out" / "a_s2.json").sample == "s2"
+    # Without timelines only the JSON is written; one file's error propagates even with skip_errors.
+    predict_each(files[2:3], predict_one, tmp_path / "json_only", skip_errors=False, timeline=False)
+    assert [p.name for p in (tmp_path / "json_only").iterdir()] == ["b.json"]
+    with pytest.raises(ValueError, match="not a readable pickle"):
+        predict_each(files[-1:], predict_one, None, skip_errors=True)

@@ -293,12 +293,12 @@ def test_training_through_the_engine(videos, store, tmp_path, task):
 
     # Predict on a video file: features extracted on the fly (the store's settings and encoders,
     # from the checkpoint) give the same answer as the stored features.
-    from lightact.inference.longvideo import predict_files
+    from lightact.inference import predict_path
 
     video = videos / "videos" / "synthlong_00000.mp4"
     out = tmp_path / "predictions"
-    from_video = predict_files(work_dir, video, window=10, out_dir=out)[0]
-    from_store = predict_files(work_dir, store / "synthlong_00000.safetensors")[0]
+    from_video = predict_path(work_dir, video, window=10, out_dir=out)[0]
+    from_store = predict_path(work_dir, store / "synthlong_00000.safetensors")[0]
     np.testing.assert_allclose(from_video.probabilities, from_store.probabilities, atol=1e-5)
     assert [(w.start_time, w.end_time) for w in from_video.windows[:2]] == [(0.0, 10.0), (5.0, 15.0)]
     assert from_video.windows[-1].end_time == pytest.approx(48.0)

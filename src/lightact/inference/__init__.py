@@ -1,24 +1,30 @@
 """Predict with a trained lightact model: skeleton sequences, video clips, still images, long videos.
 
-One module per kind of input, each importing only the shared parts below it:
+``Recognizer.from_checkpoint(work_dir)`` gives the predictor for the checkpoint's modality, and
+:func:`predict_path` classifies a file or a folder with it, writing JSON and timelines. The files,
+each importing only those listed after it:
 
-* :mod:`~lightact.inference.results`: :class:`Prediction` and its parts (the bottom);
-* :mod:`~lightact.inference.files`: window starts and the per-file loop;
-* :mod:`~lightact.inference.skeleton`, ``video``, ``image``, ``longvideo``: the predictors;
-* this package: :func:`predict_path`, which picks the predictor from the checkpoint's modality
-  through :data:`PREDICTORS`.
+* this package: :class:`Recognizer`, :func:`predict_path` and the :data:`PREDICTORS` table;
+* ``skeleton``, ``video``, ``image``, ``longvideo``: one predictor per kind of input
+  (``SkeletonRecognizer``, ``VideoRecognizer``, ``ImageRecognizer``, ``LongVideoRecognizer``);
+* ``base``: what they share (:class:`~lightact.inference.base.Predictor`: checkpoint loading,
+  option checks, which files a folder gives);
+* ``files``: window starts and the per-file loop :func:`~lightact.inference.files.predict_each`;
+* ``results``: :class:`Prediction` and its parts, its JSON, table and timeline.
 """
 
 from __future__ import annotations
 
 import importlib
-import pickle
-import warnings
+from abc import ABC
 from pathlib import Path
+from typing import Any
 
-from lightact.data.video.reader import VIDEO_SUFFIXES
-from lightact.engine.checkpoint import read_meta, resolve_weights_path
-from lightact.inference.files import input_files, unique_name, window_starts
+import torch
+from torch import nn
+
+from lightact.inference.base import Predictor, checkpoint_meta
+from lightact.inference.files import input_files, predict_each, window_starts
 from lightact.inference.results import (
     ClassScore,
     NoPersonError,
@@ -26,100 +32,109 @@ from lightact.inference.results import (
     PredictionInputError,
     WindowPrediction,
 )
-from lightact.inference.skeleton import (
-    DEFAULT_FPS,
-    DEFAULT_WINDOW,
-    SKELETON_SUFFIXES,
-    WHOLE_CLIP_MAX_FRAMES,
-    Recognizer,
-)
 
 __all__ = [
-    "DEFAULT_FPS",
-    "DEFAULT_WINDOW",
     "PREDICTORS",
-    "SKELETON_SUFFIXES",
-    "WHOLE_CLIP_MAX_FRAMES",
     "ClassScore",
+    "ImageRecognizer",
+    "LongVideoRecognizer",
     "NoPersonError",
     "Prediction",
     "PredictionInputError",
     "Recognizer",
+    "SkeletonRecognizer",
+    "VideoRecognizer",
     "WindowPrediction",
     "predict_path",
     "window_starts",
 ]
 
-# The checkpoint's modality -> the module that predicts with it, imported on first use so that one
-# modality's dependencies (PyAV, MediaPipe, timm) are not loaded for another's.
+# The checkpoint's modality -> "module:class" of its predictor, imported on first use so that one
+# modality's dependencies (PyAV, MediaPipe, the long-video encoders) are not loaded for another's.
 PREDICTORS = {
-    "skeleton": "lightact.inference.skeleton",
-    "video": "lightact.inference.video",
-    "image": "lightact.inference.image",
-    "longvideo": "lightact.inference.longvideo",
+    "skeleton": "lightact.inference.skeleton:SkeletonRecognizer",
+    "video": "lightact.inference.video:VideoRecognizer",
+    "image": "lightact.inference.image:ImageRecognizer",
+    "longvideo": "lightact.inference.longvideo:LongVideoRecognizer",
 }
 
 
+def predictor_class(modality: str) -> type[Predictor]:
+    """The predictor for a checkpoint's ``meta["modality"]``."""
+    if modality not in PREDICTORS:
+        raise ValueError(f"no predictor for {modality!r} models: lightact predicts {', '.join(PREDICTORS)}")
+    module, _, name = PREDICTORS[modality].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def __getattr__(name: str) -> type[Predictor]:
+    """``lightact.inference.VideoRecognizer`` and the others, imported when first asked for."""
+    for modality, target in PREDICTORS.items():
+        if target.endswith(f":{name}"):
+            return predictor_class(modality)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Recognizer(ABC):  # noqa: B024 (an ABC for register() alone: there is nothing to implement)
+    """A trained lightact model ready to predict, whatever its input.
+
+    ``Recognizer.from_checkpoint(work_dir)`` and ``Recognizer(model, meta, ...)`` build the predictor
+    named by the checkpoint's modality (checkpoints that name none are skeleton models): a
+    ``SkeletonRecognizer``, ``VideoRecognizer``, ``ImageRecognizer`` or ``LongVideoRecognizer``, each
+    of which is a ``Recognizer`` (they share :class:`~lightact.inference.base.Predictor`, which sits
+    below this package and so cannot inherit from this class; it is registered instead). Keyword
+    options go to that predictor (for skeletons: ``transforms``, ``batch_size``, ...).
+    """
+
+    def __new__(cls, model: nn.Module, meta: dict[str, Any], *args: Any, **kwargs: Any) -> Predictor:
+        return predictor_class(meta.get("modality", "skeleton"))(model, meta, *args, **kwargs)
+
+    @staticmethod
+    def from_checkpoint(path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
+        """Load a work directory or its ``model.safetensors`` with the predictor for its modality."""
+        modality = checkpoint_meta(path).get("modality", "skeleton")
+        return predictor_class(modality).from_checkpoint(path, device, **options)
+
+
+Recognizer.register(Predictor)
+
+
 def predict_path(
-    checkpoint: str | Path | Recognizer,
+    checkpoint: str | Path | Predictor,
     input: str | Path,
-    window: int | None = None,
-    stride: int | None = None,
+    window: int | float | None = None,
+    stride: int | float | None = None,
     topk: int = 5,
     out_dir: str | Path | None = None,
     *,
     device: str = "cpu",
     skip_errors: bool = False,
 ) -> list[Prediction]:
-    """Classify a file or every ``.pkl``/``.pickle``/``.npy``/video file of a folder (not recursive,
-    sorted by name). With ``out_dir``, write ``<name>.json`` and ``<name>_timeline.png`` for each
+    """Predict a file, or every file of a folder that the checkpoint's predictor reads (not recursive,
+    sorted by name): skeleton pickles, ``.npy`` arrays and videos for a skeleton model, videos for a
+    clip model, images for an image model, videos and ``.safetensors`` feature files for a long-video
+    model. ``checkpoint`` is a work directory, its ``model.safetensors``, or a loaded predictor.
+    ``window`` and ``stride`` count frames (seconds for long videos; ignored for images).
+
+    With ``out_dir``, write ``<name>.json`` (and, except for images, ``<name>_timeline.png``) for each
     prediction: ``<name>`` is the file's stem, with ``_<frame_dir>`` appended for a pickle holding
-    several annotations (and a number when names would collide). With ``skip_errors`` a file that
-    cannot be classified is skipped with a warning instead of stopping the run."""
-    if not isinstance(checkpoint, Recognizer):
-        modality = read_meta(resolve_weights_path(checkpoint)).get("modality", "skeleton")
-        if modality != "skeleton":
-            # Clips, images and long videos have predictors of their own, with the same options.
-            predictor = importlib.import_module(PREDICTORS[modality])
-            return predictor.predict_files(
-                Path(checkpoint),
-                Path(input),
-                window=window,
-                stride=stride,
-                topk=topk,
-                out_dir=out_dir,
-                device=device,
-                skip_errors=skip_errors,
-            )
-    recognizer = (
-        checkpoint if isinstance(checkpoint, Recognizer) else Recognizer.from_checkpoint(checkpoint, device)
+    several annotations (and a number when names would collide). With ``skip_errors`` a file of a
+    folder that cannot be read is skipped with a warning instead of stopping the run; a folder in
+    which nothing could be classified is an error."""
+    if isinstance(checkpoint, Recognizer):
+        recognizer = checkpoint
+    else:
+        recognizer = Recognizer.from_checkpoint(checkpoint, device)
+    window, stride, topk = recognizer.check_options(window, stride, topk)
+    inputs = recognizer.inputs
+    predictions = predict_each(
+        input_files(Path(input), inputs.suffixes, inputs.kind),
+        lambda file: recognizer.predict(file, window=window, stride=stride, topk=topk),
+        out_dir,
+        skip_errors,
+        inputs.errors,
+        inputs.timeline,
     )
-    input = Path(input)
-    files = input_files(
-        input, SKELETON_SUFFIXES | VIDEO_SUFFIXES, "skeleton (.pkl, .pickle, .npy) or video file"
-    )
-    out = Path(out_dir) if out_dir is not None else None
-    predictions: list[Prediction] = []
-    used: set[str] = set()
-    for file in files:
-        try:
-            result = recognizer.predict(file, window=window, stride=stride, topk=topk)
-        except (ValueError, OSError, pickle.UnpicklingError) as err:  # UnsafePickleError included
-            if not skip_errors or not input.is_dir():
-                raise
-            warnings.warn(f"skipping {file}: {err}", stacklevel=2)
-            continue
-        results = result if isinstance(result, list) else [result]
-        for prediction in results:
-            predictions.append(prediction)
-            if out is None:
-                continue
-            name = file.stem
-            if len(results) > 1:
-                name = f"{name}_{prediction.sample or len(used)}"
-            name = unique_name(name, used)
-            prediction.save_json(out / f"{name}.json")
-            prediction.save_timeline(out / f"{name}_timeline.png")
     if not predictions:
         raise PredictionInputError(f"nothing in {input} could be classified")
     return predictions

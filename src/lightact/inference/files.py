@@ -6,11 +6,24 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lightact.inference.results import Prediction, PredictionInputError
 
-__all__ = ["input_files", "predict_each", "unique_name", "window_starts"]
+__all__ = ["InputFiles", "input_files", "predict_each", "unique_name", "window_starts"]
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """The files a predictor reads: their ``suffixes`` (a folder gives those), ``kind`` (names them
+    when a folder holds none), the ``errors`` that skip one file of a folder instead of stopping
+    the run, and whether each prediction gets a ``timeline`` PNG beside its JSON."""
+
+    suffixes: frozenset[str]
+    kind: str
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError)
+    timeline: bool = True
 
 
 def window_starts(num_frames: int, window: int, stride: int) -> list[int]:
@@ -53,29 +66,38 @@ def unique_name(text: str, used: set[str]) -> str:
 
 def predict_each(
     files: Sequence[Path],
-    predict_one: Callable[[Path], Prediction],
+    predict_one: Callable[[Path], Prediction | list[Prediction]],
     out_dir: str | Path | None,
     skip_errors: bool,
     errors: tuple[type[BaseException], ...] = (ValueError, OSError),
     timeline: bool = True,
 ) -> list[Prediction]:
-    """``predict_one`` on every file; with ``out_dir`` write ``<name>.json`` and (with ``timeline``)
-    ``<name>_timeline.png`` for each. With ``skip_errors`` and several files, a file that fails with
-    one of ``errors`` is skipped with a warning (a single file's error always propagates)."""
+    """``predict_one`` on every file: one prediction, or a list for a file holding several samples
+    (a skeleton pickle). With ``out_dir`` write ``<name>.json`` and (with ``timeline``)
+    ``<name>_timeline.png`` for each prediction: ``<name>`` is the file's stem, with ``_<sample>``
+    appended when the file gave several, and numbered when names would collide. With
+    ``skip_errors`` and several files, a file that fails with one of ``errors`` is skipped with a
+    warning (a single file's error always propagates)."""
     out = Path(out_dir) if out_dir is not None else None
     predictions: list[Prediction] = []
     used: set[str] = set()
     for file in files:
         try:
-            prediction = predict_one(file)
+            result = predict_one(file)
         except errors as err:
             if not skip_errors or len(files) == 1:
                 raise
             warnings.warn(f"skipping {file}: {err}", stacklevel=3)
             continue
-        predictions.append(prediction)
-        if out is not None:
-            name = unique_name(file.stem, used)
+        results = result if isinstance(result, list) else [result]
+        for prediction in results:
+            predictions.append(prediction)
+            if out is None:
+                continue
+            name = file.stem
+            if len(results) > 1:
+                name = f"{name}_{prediction.sample or len(used)}"
+            name = unique_name(name, used)
             prediction.save_json(out / f"{name}.json")
             if timeline:
                 prediction.save_timeline(out / f"{name}_timeline.png")

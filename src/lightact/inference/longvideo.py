@@ -27,19 +27,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lightact.data.longvideo.dataset import features_to_inputs
 from lightact.data.longvideo.extract import Encoders, ExtractionSettings, extract_video
 from lightact.data.longvideo.store import VideoFeatures, read_features
 from lightact.data.video.reader import VIDEO_SUFFIXES
-from lightact.engine.checkpoint import load_model
-from lightact.inference.files import input_files, predict_each
+from lightact.inference.base import Predictor
+from lightact.inference.files import InputFiles
 from lightact.inference.results import ClassScore, Prediction, WindowPrediction, top_classes
 
 __all__ = [
     "DEFAULT_WINDOW_S",
     "LongVideoRecognizer",
-    "predict_files",
     "segment_starts",
 ]
 
@@ -59,13 +59,15 @@ def segment_starts(duration: float, window: float, stride: float) -> list[float]
     return [float(s) for s in starts]
 
 
-class LongVideoRecognizer:
+class LongVideoRecognizer(Predictor):
     """A trained long-video model plus the encoders that made its training features."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
-        self.meta = meta
-        self.device = torch.device(device)
+    modality = "longvideo"
+    inputs = InputFiles(VIDEO_SUFFIXES | {".safetensors"}, "video or .safetensors feature file")
+    window_unit = "seconds"
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        super().__init__(model, meta, device)
         data = meta.get("data") or {}
         if "extraction" not in data:
             raise ValueError(
@@ -73,15 +75,7 @@ class LongVideoRecognizer:
             )
         self.settings = ExtractionSettings(**data["extraction"])
         self.task = meta.get("task", data.get("task", "classification"))
-        self.classes: list[str] = list(meta["classes"])
         self._encoders: Encoders | None = None
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu") -> LongVideoRecognizer:
-        model, meta = load_model(checkpoint)
-        if meta.get("modality") != "longvideo":
-            raise ValueError(f"{checkpoint} holds a {meta.get('modality')} model, not a long-video one")
-        return cls(model, meta, device)
 
     @property
     def encoders(self) -> Encoders:
@@ -113,6 +107,7 @@ class LongVideoRecognizer:
         self, path: str | Path, window: float | None = None, stride: float | None = None, topk: int = 5
     ) -> Prediction:
         """Overall answer and per-segment scores for one video (or feature file)."""
+        self.check_options(window, stride, topk)  # before the video is decoded
         return self.predict_features(self.features(path), path, window, stride, topk)
 
     def predict_features(
@@ -124,10 +119,11 @@ class LongVideoRecognizer:
         topk: int = 5,
     ) -> Prediction:
         """:meth:`predict` on features already extracted (``source`` names them in the result)."""
+        window, stride, topk = self.check_options(window, stride, topk)
         duration = float(f.meta.get("duration") or 0.0) or float(f.frame_times.max().item() + 1.0)
         fps = float(f.meta.get("video_fps") or self.settings.fps)
-        window = float(window or DEFAULT_WINDOW_S)
-        stride = float(stride or window / 2)
+        window = window or DEFAULT_WINDOW_S
+        stride = stride or window / 2
         centres = f.clip_centres
         overall = self._scores(f.frame_features, f.frame_times, f.clip_features, centres)
         windows = []
@@ -161,26 +157,3 @@ class LongVideoRecognizer:
             task=self.task,
             whole_video=True,
         )
-
-
-def predict_files(
-    checkpoint: Path,
-    paths: Path | list[Path],
-    window: float | None = None,
-    stride: float | None = None,
-    topk: int = 5,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    skip_errors: bool = False,
-    **_: Any,
-) -> list[Prediction]:
-    """Predict every video (or feature file) given or in the given folders; with ``out_dir`` write
-    ``<stem>.json`` and ``<stem>_timeline.png``. ``window``/``stride`` in seconds (default 30 / 15).
-    With ``skip_errors`` an undecodable file is skipped with a warning (it stops the run otherwise)."""
-    recognizer = LongVideoRecognizer.from_checkpoint(checkpoint, device)
-    inputs = paths if isinstance(paths, list) else [paths]
-    suffixes = VIDEO_SUFFIXES | {".safetensors"}
-    files = [f for p in inputs for f in input_files(Path(p), suffixes, "video or .safetensors feature file")]
-    return predict_each(
-        files, lambda file: recognizer.predict(file, window, stride, topk), out_dir, skip_errors
-    )

@@ -1,6 +1,6 @@
 """Classify skeleton sequences and videos with a trained lightact model.
 
-:class:`Recognizer` wraps a trained skeleton model (a work directory or its ``model.safetensors``)
+:class:`SkeletonRecognizer` wraps a trained skeleton model (a work directory or its ``model.safetensors``)
 and turns any of these into a :class:`Prediction`:
 
 * a numpy array ``[M, T, V, C]`` of joint coordinates (or ``[T, V, C]`` for one person);
@@ -28,8 +28,8 @@ are the mean of the windows' (windows with no person in them are reported but le
 
 from __future__ import annotations
 
-import json
 import math
+import pickle
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,7 +44,8 @@ from lightact.data.skeleton.layouts import Layout, get_layout, list_layouts
 from lightact.data.skeleton.retarget import RetargetError, retarget, supported_mappings
 from lightact.data.skeleton.transforms import Compose, TemporalResample, build_transforms
 from lightact.data.video.reader import VIDEO_SUFFIXES
-from lightact.inference.files import window_starts
+from lightact.inference.base import Predictor, load_checkpoint
+from lightact.inference.files import InputFiles, window_starts
 from lightact.inference.results import (
     NoPersonError,
     Prediction,
@@ -58,7 +59,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "SKELETON_SUFFIXES",
     "WHOLE_CLIP_MAX_FRAMES",
-    "Recognizer",
+    "SkeletonRecognizer",
 ]
 
 DEFAULT_FPS = 30.0  # NTU RGB+D and the synthetic data are 30 fps
@@ -85,20 +86,20 @@ class _Input:
         self.label = self.label or self.source
 
 
-def _positive_int(value: int | None, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive number of frames, got {value!r}")
-    return int(value)
-
-
-class Recognizer:
+class SkeletonRecognizer(Predictor):
     """A trained skeleton model ready to classify inputs; see the module notes.
 
     Build it with :meth:`from_checkpoint`. ``classes`` are the class names, ``layout`` the joint
     layout the model reads, ``channels`` the coordinates (+ score) per joint it expects.
     """
+
+    modality = "skeleton"
+    inputs = InputFiles(
+        SKELETON_SUFFIXES | VIDEO_SUFFIXES,
+        "skeleton (.pkl, .pickle, .npy) or video file",
+        # A pickle that would run code is refused (UnsafePickleError), like an unreadable one.
+        errors=(ValueError, OSError, pickle.UnpicklingError),
+    )
 
     def __init__(
         self,
@@ -114,8 +115,7 @@ class Recognizer:
     ) -> None:
         from lightact.engine.checkpoint import layout_from_dict
 
-        self.meta = meta
-        self.classes: list[str] = [str(c) for c in meta["classes"]]
+        super().__init__(model, meta, device)
         layout = meta["kwargs"]["layout"]
         self.layout: Layout = layout_from_dict(layout) if isinstance(layout, dict) else get_layout(layout)
         self.model_name: str = meta["model"]
@@ -124,8 +124,6 @@ class Recognizer:
             raise ValueError(f"unknown model input format {self.input_format!r}")
         in_channels = int(meta["kwargs"].get("in_channels", getattr(model, "in_channels", 3)))
         self.channels = in_channels // 3 if self.input_format == "packed" else in_channels
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
         self.max_frames = int(max_frames)
         self.batch_size = int(batch_size)
         self.retarget_options = dict(retarget_options or {})
@@ -143,31 +141,13 @@ class Recognizer:
         transforms: Sequence[str | dict[str, Any]] | None = None,
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
-    ) -> Recognizer:
+    ) -> SkeletonRecognizer:
         """Load a work directory or its ``model.safetensors``. The test transforms, ``eval.clip_len``
         and ``data.max_frames`` come from the ``config.yaml`` beside the weights; ``transforms``
         replaces the test transforms. Without a config no transform is applied (with a warning)."""
-        from lightact.engine.checkpoint import load_model
-
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no checkpoint at {path}: pass a lightact work directory (holding model.safetensors) "
-                "or its model.safetensors file"
-            )
-        try:
-            model, meta = load_model(path)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"{err}: pass a lightact work directory (holding model.safetensors) or the file itself"
-            ) from None
-        except (KeyError, TypeError, json.JSONDecodeError) as err:
-            raise ValueError(
-                f"{path} is not a lightact model: its model description is unreadable ({err!r})"
-            ) from None
-        for key in ("classes", "kwargs", "input_format", "model"):
-            if key not in meta:
-                raise ValueError(f"{path} is not a lightact model: its description has no {key!r}")
+        model, meta = load_checkpoint(path)
+        cls.check_modality(meta)
         config = _saved_config(path)
         data = config.get("data") or {}
         if transforms is None:
@@ -207,19 +187,16 @@ class Recognizer:
         ``stride`` apart (defaults: the whole clip up to 300 frames, else 150-frame windows at half a
         window's stride). ``fps`` (default: the input's own, else 30) turns frames into seconds.
         Returns one :class:`Prediction`, or a list for pickle files and annotation-file dicts."""
-        window = _positive_int(window, "window")
-        stride = _positive_int(stride, "stride")
-        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
-            raise ValueError(f"topk must be a positive integer, got {topk!r}")
+        window, stride, topk = self.check_options(window, stride, topk)
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         inputs, many = self._read(x)
         if not many:
-            return self._predict_one(inputs[0], window, stride, int(topk), fps)
+            return self._predict_one(inputs[0], window, stride, topk, fps)
         predictions, empty = [], []
         for item in inputs:
             try:
-                predictions.append(self._predict_one(item, window, stride, int(topk), fps))
+                predictions.append(self._predict_one(item, window, stride, topk, fps))
             except NoPersonError:
                 empty.append(str(item.annotation.get("frame_dir") or item.label))
         if empty:
@@ -258,7 +235,7 @@ class Recognizer:
             warnings.simplefilter("ignore")  # empty clips are the caller's business
             dataset = SkeletonDataset(annotations, self.layout, self.input_format, self.transform, seed=0)
         if len(dataset.annotations) != len(annotations):
-            raise NoPersonError("a clip given to Recognizer.probabilities has no person in it")
+            raise NoPersonError("a clip given to SkeletonRecognizer.probabilities has no person in it")
         collate = collate_packed if self.input_format == "packed" else make_collate_padded(self.max_frames)
         out = []
         with torch.inference_mode():
