@@ -166,7 +166,7 @@ def test_from_checkpoint_reads_what_training_saved(work_dir, recognizer):
     assert recognizer.classes == list(SKELETON_CLASSES)
     assert recognizer.layout.name == "ntu25" and recognizer.layout.num_joints == 25
     assert recognizer.input_format == "packed" and recognizer.channels == 3
-    # The run's test transforms (the quickstart's resampling, middle offsets) come from its config.yaml.
+    # The run's test transforms (the quickstart's resampling, middle offsets) come from the checkpoint.
     (resample,) = recognizer.transform.transforms
     assert (
         isinstance(resample, TemporalResample)
@@ -176,6 +176,25 @@ def test_from_checkpoint_reads_what_training_saved(work_dir, recognizer):
     # The weights file works as well as the work directory.
     again = Recognizer.from_checkpoint(work_dir / "model.safetensors")
     assert again.classes == recognizer.classes
+
+
+def test_the_checkpoint_alone_carries_the_test_pipeline(work_dir, tmp_path):
+    from lightact.engine.checkpoint import read_meta
+
+    data = read_meta(work_dir / "model.safetensors")["data"]
+    expected = {"test_transforms": SkeletonDataConfig().test_transforms, "clip_len": None, "max_frames": 300}
+    assert data == expected
+    # Copied without its work directory, or beside a config.yaml that says otherwise, the weights
+    # still classify as the run evaluated.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "model.safetensors").write_bytes((work_dir / "model.safetensors").read_bytes())
+    (alone / "config.yaml").write_text(yaml.safe_dump({"data": {"test_transforms": ["center"]}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = Recognizer.from_checkpoint(alone)
+    (resample,) = rec.transform.transforms
+    assert isinstance(resample, TemporalResample) and resample.length == RESAMPLE_LENGTH
 
 
 def test_probabilities_sum_to_one_and_topk_is_sorted(recognizer, clips):

@@ -21,9 +21,9 @@ classified whole. A longer one is cut into windows of :data:`DEFAULT_WINDOW` (15
 half a window; the last window is aligned with the end of the clip, so no frame is left out. A padded
 model (ST-GCN) never gets more than the ``data.max_frames`` it was trained with. Every window goes
 through exactly what an evaluated sample goes through: the training run's ``data.test_transforms``
-(read from the ``config.yaml`` beside the weights), ``eval.clip_len`` resampling when it was set,
-score channel, joint/bone/motion features or padding, batching, softmax. The overall probabilities
-are the mean of the windows' (windows with no person in them are reported but left out of the mean).
+and ``eval.clip_len`` resampling when it was set (both recorded in the checkpoint), score channel,
+joint/bone/motion features or padding, batching, softmax. The overall probabilities are the mean
+of the windows' (windows with no person in them are reported but left out of the mean).
 """
 
 from __future__ import annotations
@@ -142,29 +142,29 @@ class SkeletonRecognizer(Predictor):
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
     ) -> SkeletonRecognizer:
-        """Load a work directory or its ``model.safetensors``. The test transforms, ``eval.clip_len``
-        and ``data.max_frames`` come from the ``config.yaml`` beside the weights; ``transforms``
-        replaces the test transforms. Without a config no transform is applied (with a warning)."""
+        """Load a work directory or its ``model.safetensors``. The training run's test transforms,
+        ``eval.clip_len`` and ``data.max_frames`` come from the checkpoint (for one written before
+        it recorded them, from the ``config.yaml`` beside the weights); ``transforms`` replaces the
+        test transforms. With neither, no transform is applied (with a warning)."""
         path = Path(path)
         model, meta = load_checkpoint(path)
         cls.check_modality(meta)
-        config = _saved_config(path)
-        data = config.get("data") or {}
+        data = _test_pipeline(path, meta)
+        if data is None and transforms is None:
+            warnings.warn(
+                f"{path} records no test transforms and there is no config.yaml beside it: windows "
+                "are classified without the training run's test transforms",
+                stacklevel=2,
+            )
+        data = data or {}
         if transforms is None:
-            if config:
-                transforms = data.get("test_transforms") or []
-            else:
-                warnings.warn(
-                    f"no config.yaml beside {path}: windows are classified without the training run's "
-                    "test transforms",
-                    stacklevel=2,
-                )
+            transforms = data.get("test_transforms") or []
         try:
             return cls(
                 model,
                 meta,
                 test_transforms=transforms,
-                clip_len=(config.get("eval") or {}).get("clip_len"),
+                clip_len=data.get("clip_len"),
                 max_frames=data.get("max_frames") or 300,
                 device=device,
                 batch_size=batch_size,
@@ -490,6 +490,24 @@ def _input_fps(item: _Input) -> float:
     except (TypeError, ValueError):
         fps = DEFAULT_FPS
     return fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+
+
+def _test_pipeline(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What :meth:`SkeletonDataModule.inference_meta` records (``test_transforms``, ``clip_len``,
+    ``max_frames``): from the checkpoint, else from the ``config.yaml`` of a run saved before
+    checkpoints held it; ``None`` when neither has it."""
+    data = meta.get("data")
+    if isinstance(data, dict) and "test_transforms" in data:
+        return data
+    config = _saved_config(path)
+    if not config:
+        return None
+    saved = config.get("data") or {}
+    return {
+        "test_transforms": saved.get("test_transforms"),
+        "clip_len": (config.get("eval") or {}).get("clip_len"),
+        "max_frames": saved.get("max_frames"),
+    }
 
 
 def _saved_config(path: Path) -> dict[str, Any]:
