@@ -637,7 +637,7 @@ def test_checkpoint_that_is_not_lightacts(tmp_path, work_dir):
 # one entry point for every modality, and the per-file loop
 
 
-def _modality_checkpoint(directory: Path, modality: str) -> Path:
+def _modality_checkpoint(save_checkpoint, directory: Path, modality: str) -> Path:
     """A randomly initialised model of ``modality`` saved as training saves one."""
     from lightact.data.longvideo.extract import ExtractionSettings
 
@@ -653,18 +653,7 @@ def _modality_checkpoint(directory: Path, modality: str) -> Path:
         ),
     }[modality]
     kwargs = {"num_classes": 2, **kwargs}
-    entry = model_entry(name)
-    meta = {
-        "model": name,
-        "kwargs": kwargs,
-        "classes": ["x", "y"],
-        "modality": entry.modality,
-        "input_format": entry.input_format,
-        "task": "classification",
-        "data": data,
-    }
-    save_weights(create_model(name, **kwargs), directory / "model.safetensors", meta)
-    return directory
+    return save_checkpoint(directory, create_model(name, **kwargs), name, kwargs, ["x", "y"], data)
 
 
 PREDICTOR_NAMES = {
@@ -676,12 +665,12 @@ PREDICTOR_NAMES = {
 
 
 @pytest.mark.parametrize("modality", list(PREDICTOR_NAMES))
-def test_recognizer_gives_the_predictor_of_the_checkpoints_modality(modality, tmp_path):
+def test_recognizer_gives_the_predictor_of_the_checkpoints_modality(modality, tmp_path, save_checkpoint):
     import lightact
     import lightact.inference as inference
     from lightact.engine.checkpoint import load_model
 
-    checkpoint = _modality_checkpoint(tmp_path / modality, modality)
+    checkpoint = _modality_checkpoint(save_checkpoint, tmp_path / modality, modality)
     predictor_class = getattr(inference, PREDICTOR_NAMES[modality])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the hand-made skeleton checkpoint has no test transforms
@@ -692,17 +681,17 @@ def test_recognizer_gives_the_predictor_of_the_checkpoints_modality(modality, tm
     assert loaded.classes == ["x", "y"] and loaded.device == torch.device("cpu")
     # Each predictor refuses another modality's checkpoint by name.
     other = "video" if modality == "skeleton" else "skeleton"
-    wrong = _modality_checkpoint(tmp_path / other, other)
+    wrong = _modality_checkpoint(save_checkpoint, tmp_path / other, other)
     with pytest.raises(ValueError, match=f"holds a {other} model; {predictor_class.__name__} predicts with"):
         predictor_class.from_checkpoint(wrong)
 
 
-def test_recognizer_refuses_an_unknown_modality_and_loads_lazily(tmp_path):
+def test_recognizer_refuses_an_unknown_modality_and_loads_lazily(tmp_path, save_checkpoint):
     import subprocess
 
     from lightact.engine.checkpoint import load_model
 
-    model, meta = load_model(_modality_checkpoint(tmp_path / "v", "video"))
+    model, meta = load_model(_modality_checkpoint(save_checkpoint, tmp_path / "v", "video"))
     with pytest.raises(ValueError, match="no predictor for .audio. models: lightact predicts skeleton"):
         Recognizer(model, {**meta, "modality": "audio"})
     # Only the checkpoint's own predictor module is imported.

@@ -10,37 +10,23 @@ import torch
 from PIL import Image
 
 from lightact.data.image import ImageReadError, ImageTransformSpec, eval_view
-from lightact.engine.checkpoint import save_weights
 from lightact.inference import ImageRecognizer, Recognizer, predict_path
 
 KWARGS = {"num_classes": 3, "img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
 
 
 @pytest.fixture(scope="module")
-def checkpoint_and_model(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+def checkpoint_and_model(tmp_path_factory, save_checkpoint) -> tuple[Path, torch.nn.Module]:
     """A randomly initialised tiny ViT saved with the preprocessing a training run records (two
     test crops)."""
     import timm
 
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **KWARGS).eval()
     spec = ImageTransformSpec(img_size=32)
-    meta = {
-        "model": "timm/vit_tiny_patch16_224",
-        "kwargs": KWARGS,
-        "classes": ["x", "y", "z"],
-        "modality": "image",
-        "input_format": "image",
-        "task": "classification",
-        "data": {
-            "img_size": 32,
-            "crop_pct": spec.crop_pct,
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "num_crops": 2,
-        },
-    }
+    data = {"img_size": 32, "crop_pct": spec.crop_pct, "mean": list(spec.mean), "std": list(spec.std)}
+    data["num_crops"] = 2
     directory = tmp_path_factory.mktemp("vit")
-    save_weights(model, directory / "model.safetensors", meta)
+    save_checkpoint(directory, model, "timm/vit_tiny_patch16_224", KWARGS, ["x", "y", "z"], data)
     return directory, model
 
 

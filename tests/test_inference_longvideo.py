@@ -12,23 +12,15 @@ import torch
 from lightact.data.longvideo.dataset import features_to_inputs
 from lightact.data.longvideo.extract import ExtractionSettings, extract_features
 from lightact.data.synthetic.longvideo import SynthLongVideoSpec, generate_longvideo_dataset
-from lightact.engine.checkpoint import save_weights
 from lightact.inference import LongVideoRecognizer, Recognizer, predict_path
 from lightact.models.registry import create_model
 
 pytest.importorskip("av")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The embedded encoders (timm/resnet10t frames, clip3d_tiny clips) on small inputs.
 SETTINGS = ExtractionSettings(frame_size=32, clip_size=16, clip_len=4, clip_fps=4.0)
 DURATION = 48.0  # the shortest the synthetic set makes is about 40 s
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def feature_file(video, tmp_path_factory) -> Path:
     return store / f"{video.stem}.safetensors"
 
 
-def _checkpoint(directory: Path, task: str) -> Path:
+def _checkpoint(save_checkpoint, directory: Path, task: str) -> Path:
     """A randomly initialised tiny STAN saved as training saves one: the extraction settings of its
     features and its task in meta["data"]."""
     kwargs = {"num_classes": 4, "frame_dim": 512, "clip_dim": 64, "dim": 16, "heads": 2, "depth": 1}
@@ -58,28 +50,21 @@ def _checkpoint(directory: Path, task: str) -> Path:
         kwargs.update(num_classes=2, target_mean=[1.0, -1.0], target_std=[2.0, 0.5])
         classes = ["speed", "tilt"]
     torch.manual_seed(0)
-    meta = {
-        "model": "stan",
-        "kwargs": kwargs,
-        "classes": classes,
-        "modality": "longvideo",
-        "input_format": "features",
-        "task": task,
-        "data": {"extraction": SETTINGS.to_dict(), "task": task},
-    }
     model = create_model("stan", **kwargs)
     with torch.no_grad():  # a regression head starts at zero: every answer would be the mean
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    save_weights(model, directory / "model.safetensors", meta)
-    return directory
+    data = {"extraction": SETTINGS.to_dict(), "task": task}
+    return save_checkpoint(directory, model, "stan", kwargs, classes, data, task)
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_a_video_and_its_stored_features_give_the_same_answer(task, video, feature_file, tmp_path):
+def test_a_video_and_its_stored_features_give_the_same_answer(
+    task, video, feature_file, tmp_path, save_checkpoint
+):
     """The encoders rebuilt from the checkpoint extract what the store holds; the overall answer is
     the model on the whole video, the segments its windows."""
-    checkpoint = _checkpoint(tmp_path / "run", task)
+    checkpoint = _checkpoint(save_checkpoint, tmp_path / "run", task)
     recognizer = Recognizer.from_checkpoint(checkpoint)
     assert isinstance(recognizer, LongVideoRecognizer) and recognizer.settings == SETTINGS
     out = tmp_path / "predictions"
@@ -107,8 +92,8 @@ def test_a_video_and_its_stored_features_give_the_same_answer(task, video, featu
         assert [c.label for c in from_video.topk] == ["speed", "tilt"]
 
 
-def test_window_and_stride_are_positive_seconds(tmp_path, feature_file):
-    checkpoint = _checkpoint(tmp_path / "run", "classification")
+def test_window_and_stride_are_positive_seconds(tmp_path, feature_file, save_checkpoint):
+    checkpoint = _checkpoint(save_checkpoint, tmp_path / "run", "classification")
     [prediction] = predict_path(checkpoint, feature_file, window=7.5, stride=2.5)
     assert prediction.windows[1].start_time == pytest.approx(2.5)
     for bad in ({"window": 0}, {"stride": -2.0}, {"window": float("nan")}, {"topk": 0}):

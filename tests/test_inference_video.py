@@ -12,20 +12,12 @@ from lightact.config import load_config
 from lightact.data.synthetic.video import write_video_dataset
 from lightact.data.video.reader import iter_frames
 from lightact.data.video.transforms import normalize
-from lightact.engine.checkpoint import save_weights
 from lightact.engine.video_data import VideoDataModule
 from lightact.inference import Prediction, Recognizer, VideoRecognizer, predict_path
 from lightact.models.registry import create_model
 
 pytest.importorskip("av")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +29,7 @@ def videos(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, save_checkpoint) -> Path:
     """A randomly initialised tiny PST saved with the preprocessing a training run records: 4
     frames per clip (uniform segments), whole 64-px frames (no resize, a crop of the full frame)."""
     data = ["data.kind=video", "data.num_frames=4", "data.resize=null", "data.crop=64"]
@@ -45,18 +37,9 @@ def checkpoint(tmp_path_factory) -> Path:
     kwargs = {"num_classes": 3, "num_frames": 4, "img_size": 64, "embed_dim": 16}
     kwargs.update(depths=[2], num_heads=[2])
     torch.manual_seed(0)
-    meta = {
-        "model": "pst_xs",
-        "kwargs": kwargs,
-        "classes": ["a", "b", "c"],
-        "modality": "video",
-        "input_format": "clip",
-        "task": "classification",
-        "data": VideoDataModule(cfg, "clip").inference_meta(),
-    }
-    directory = tmp_path_factory.mktemp("pst")
-    save_weights(create_model("pst_xs", **kwargs), directory / "model.safetensors", meta)
-    return directory
+    model = create_model("pst_xs", **kwargs)
+    data = VideoDataModule(cfg, "clip").inference_meta()
+    return save_checkpoint(tmp_path_factory.mktemp("pst"), model, "pst_xs", kwargs, ["a", "b", "c"], data)
 
 
 def test_windows_equal_the_model_on_fully_decoded_frames(checkpoint, videos, tmp_path):

@@ -49,8 +49,8 @@ __all__ = [
     "window_starts",
 ]
 
-# The checkpoint's modality -> "module:class" of its predictor, imported on first use so that one
-# modality's dependencies (PyAV, MediaPipe, the long-video encoders) are not loaded for another's.
+# The checkpoint's modality -> "module:class" of its predictor, imported on first use: predicting
+# with one modality does not import the others' readers, transforms and encoders.
 PREDICTORS = {
     "skeleton": "lightact.inference.skeleton:SkeletonRecognizer",
     "video": "lightact.inference.video:VideoRecognizer",
