@@ -74,6 +74,15 @@ class SkeletonDataModule(ActionDataModule):
     def collate(self, items: list[dict]) -> Batch:
         return self._collate(items)
 
+    def inference_meta(self) -> dict[str, Any]:
+        """The test pipeline a predictor rebuilds: the test transforms, ``eval.clip_len``
+        resampling and the ``max_frames`` a padded model takes."""
+        return {
+            "test_transforms": list(self.cfg.test_transforms),
+            "clip_len": self.eval_cfg.clip_len,
+            "max_frames": self.cfg.max_frames,
+        }
+
     def dataset(self, split: str, train: bool, views: int = 1) -> SkeletonDataset:
         name = {"train": self.cfg.train_split, "val": self.cfg.val_split}.get(
             split, self.cfg.test_split or self.cfg.val_split
