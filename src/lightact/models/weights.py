@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,7 +261,11 @@ def detect_layout(state: dict[str, Tensor]) -> str:
         return "lightact-stgcn"
     if "layers.0.blocks.0.attn.qkv.weight" in keys:
         embed = next((v for k, v in state.items() if k.endswith("patch_embed.proj.weight")), None)
-        end_of_stage = "layers.0.downsample.reduction.weight" in keys
+        # Microsoft's code merges patches at the end of stage 0, timm's never there; without any
+        # patch merging, its classifier (head, not timm's head.fc) still tells them apart.
+        end_of_stage = "layers.0.downsample.reduction.weight" in keys or (
+            "head.weight" in keys and not any(".downsample." in k for k in keys)
+        )
         if any(k.endswith("relative_position_index_old") for k in keys):
             return "tps-official"
         if embed is not None and embed.dim() == 5:
@@ -564,7 +569,9 @@ def _fits(file: WeightsFile, layout: str) -> list[tuple[str, dict[str, object], 
             model = _build(name, args, "meta")
         except Exception:  # noqa: BLE001 - arguments this model does not take in this form
             continue
-        report = match_weights(model, file, name)
+        with warnings.catch_warnings():  # trial conversions (timm's table resizing) of models that do not fit
+            warnings.simplefilter("ignore")
+            report = match_weights(model, file, name)
         learnt = _learnt_keys(model) - classifier_keys(model)
         fitting = len(learnt & set(report.fitting))
         out.append((name, args, fitting, len(learnt), not report.problems))
