@@ -57,14 +57,7 @@ def _randomise(model: nn.Module, seed: int, table_std: float = 0.5) -> nn.Module
 
 # ----------------------------------------------------------------------------- Swin layouts
 
-XS_SWIN = {
-    "img_size": 32,
-    "patch_size": 4,
-    "embed_dim": 32,
-    "depths": (2, 2),
-    "num_heads": (2, 4),
-    "window_size": 4,
-}
+XS_SWIN = dict(img_size=32, patch_size=4, embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4)
 
 
 def _timm_swin(num_classes: int = 1000, seed: int = 0, **kw) -> SwinTransformer:
@@ -203,16 +196,7 @@ def _authors_index(frames: int, window: tuple[int, int], pattern: str, tps: bool
 
 
 # The authors' shapes: 32 frames with tubelet 2 (16 temporal tokens), 7x7 windows, pattern C.
-AUTHORS = {
-    "num_frames": 32,
-    "tubelet_size": 2,
-    "img_size": 56,
-    "embed_dim": 16,
-    "depths": (2, 2),
-    "num_heads": (2, 4),
-    "window_size": 7,
-    "drop_path_rate": 0.0,
-}
+AUTHORS = dict(XS_SWIN, img_size=56, embed_dim=16, window_size=7, num_frames=32, tubelet_size=2)
 
 
 @pytest.mark.parametrize(
