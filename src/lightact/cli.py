@@ -1,7 +1,14 @@
-"""The ``lightact`` command line: each subcommand is a thin call into the library."""
+"""The ``lightact`` command line: each subcommand is a thin call into the library.
+
+Commands by what they do: running a model (``train``, ``eval``, ``predict``); models themselves
+(``models``, ``bench``, ``export``); turning videos into training inputs (``pose``,
+``extract-features``); datasets (``data validate|check-images|synth|convert``).
+"""
 
 from __future__ import annotations
 
+import json
+import pickle
 from pathlib import Path
 from typing import Annotated
 
@@ -16,14 +23,15 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Generate, convert and check datasets.", no_args_is_help=True)
 synth_app = typer.Typer(help="Generate the embedded synthetic datasets.", no_args_is_help=True)
+convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
+data_app.add_typer(convert_app, name="convert")
 console = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML; none = the embedded quickstart.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.dim=128.")]
-
-
+# Commands that take key=value words beyond --set, or (bench) parse their own arguments.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -71,6 +79,10 @@ def _print_metrics(metrics: dict) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------------
+# running a model: train, evaluate, predict
+
+
 @app.command(context_settings=OVERRIDES)
 def train(
     ctx: typer.Context,
@@ -83,8 +95,6 @@ def train(
 
     cfg = _config(config, overrides, ctx.args)
     work_dir = run_training(cfg, resume=resume)
-    import json
-
     metrics_file = work_dir / "metrics.json"
     if metrics_file.is_file():
         _print_metrics(json.loads(metrics_file.read_text()))
@@ -107,51 +117,6 @@ def evaluate(
 
 
 @app.command()
-def pose(
-    inputs: Annotated[
-        list[Path], typer.Argument(help="Videos, folders of videos, or video lists (path label).")
-    ],
-    out: Annotated[Path, typer.Option(help="Skeleton pickle to write (MediaPipe-33, 2D + 3D + scores).")],
-    labels: Annotated[
-        Path | None, typer.Option(help="Class names, one a line, stored in the pickle.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel videos; default all cores.")] = None,
-    max_persons: Annotated[int, typer.Option(help="People tracked per video.")] = 2,
-    max_side: Annotated[
-        int, typer.Option(help="Frames are downscaled to this longer side before pose.")
-    ] = 640,
-) -> None:
-    """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
-    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
-
-    try:
-        stats = run_pose(
-            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
-        )
-    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
-    table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
-    for column in ("video", "frames", "person found", "second person", "fps"):
-        table.add_column(column, justify="left" if column == "video" else "right")
-    for video, row in stats["per_video"].items():
-        fps = "resumed" if row["resumed"] else f"{row['fps']:.1f}"
-        table.add_row(
-            Path(video).name,
-            str(row["frames"]),
-            f"{row['person_share']:.0%}",
-            f"{row['second_person_share']:.0%}",
-            fps,
-        )
-    console.print(table)
-    for failure in stats["failed"]:
-        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
-    console.print(f"wrote {out}")
-    if stats["failed"]:
-        raise typer.Exit(1)
-
-
-@app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
     input: Annotated[Path, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")],
@@ -171,8 +136,6 @@ def predict(
 ) -> None:
     """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
     models, as clips for video models, as features for long-video models), skeleton files, images."""
-    import pickle
-
     from lightact.inference import predict_path
 
     try:
@@ -184,10 +147,11 @@ def predict(
         raise typer.Exit(2) from None
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
-    if not predictions:
-        console.print(f"[red]nothing in {input} could be classified[/red]")
-        raise typer.Exit(1)
     console.print(f"JSON and timeline PNGs in [bold]{out}[/bold]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# models: list, benchmark, export
 
 
 @app.command()
@@ -206,83 +170,7 @@ def models(
     console.print(table)
 
 
-@synth_app.command("skeleton")
-def synth_skeleton(
-    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")] = Path("synth_skeleton.pkl"),
-    samples_per_class: int = 60,
-    seed: int = 0,
-    val_fraction: float = 0.25,
-) -> None:
-    """The embedded skeleton dataset (NTU-25 layout) in the standard annotation pickle schema."""
-    from lightact.data.skeleton.pickle_io import save_pickle
-    from lightact.data.synthetic.skeleton import generate_skeleton_dataset
-
-    data = generate_skeleton_dataset(
-        samples_per_class=samples_per_class, seed=seed, val_fraction=val_fraction
-    )
-    save_pickle(data, out)
-    sizes = ", ".join(f"{k}: {len(v)}" for k, v in data["split"].items())
-    console.print(
-        f"wrote {len(data['annotations'])} samples, {len(data['classes'])} classes ({sizes}) to {out}"
-    )
-
-
-convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", no_args_is_help=True)
-data_app.add_typer(convert_app, name="convert")
-
-
-@convert_app.command("ntu")
-def convert_ntu(
-    raw_dir: Annotated[
-        Path, typer.Argument(help="Folder of NTU RGB+D .skeleton files (searched recursively).")
-    ],
-    dataset: Annotated[str, typer.Option(help="ntu60 or ntu120: decides the samples kept and the splits.")],
-    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
-    missing: Annotated[
-        Path | None, typer.Option(help="The official list of samples without skeletons.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes; default all cores.")] = None,
-) -> None:
-    """NTU RGB+D raw skeletons -> pickle with the official X-Sub/X-View (60) or X-Sub/X-Set (120) splits."""
-    from lightact.data.skeleton.ntu import convert_ntu as run_conversion
-
-    stats = run_conversion(raw_dir, dataset, out, missing=missing, workers=workers)
-    console.print(
-        f"converted {stats['converted']} of {stats['files_found']} files "
-        f"({stats['skipped_missing']} listed as missing, {stats['excluded']} not in {dataset}, "
-        f"{stats['failed']} failed) in {stats['seconds']:.1f} s "
-        f"({stats['files_per_second']:.0f} files/s) -> {out}"
-    )
-    for name, ids in stats["splits"].items():
-        console.print(f"  {name}: {ids}")
-    if stats["failed"]:
-        raise typer.Exit(1)
-
-
-@data_app.command("validate")
-def validate(
-    file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
-    num_classes: Annotated[int | None, typer.Option(help="Labels must lie below this.")] = None,
-) -> None:
-    """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
-    from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
-
-    problems = validate_annotations(file, num_classes=num_classes)
-    if not problems:
-        console.print(f"{file}: no problems found")
-        return
-    console.print(format_problems(problems), markup=False, highlight=False)
-    if has_errors(problems):
-        raise typer.Exit(1)
-
-
-# --- bench and export (efficiency protocol) -------------------------------------------------------
-
-
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
+@app.command(context_settings=OVERRIDES, add_help_option=False)
 def bench(ctx: typer.Context) -> None:
     """Benchmark models x backends: params, FLOPs/MACs, latency, throughput, memory (bench --help)."""
     from lightact.bench.command import run as run_bench_command
@@ -344,102 +232,53 @@ def export(
         console.print(result.note, markup=False, highlight=False)
 
 
-# --- video (issue 5) ---
+# ---------------------------------------------------------------------------------------------------
+# from videos to training inputs: poses for skeleton models, features for long-video models
 
 
-@synth_app.command("video")
-def synth_video(
-    out: Annotated[Path, typer.Option(help="Folder for videos/, train.txt, val.txt, classes.txt.")] = Path(
-        "synth_video"
-    ),
-    samples_per_class: int = 40,
-    seed: int = 0,
-    num_frames: Annotated[int, typer.Option(help="Frames per clip.")] = 16,
-    size: Annotated[int, typer.Option(help="Frame width and height in pixels.")] = 64,
-    val_fraction: float = 0.25,
+@app.command()
+def pose(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Videos, folders of videos, or video lists (path label).")
+    ],
+    out: Annotated[Path, typer.Option(help="Skeleton pickle to write (MediaPipe-33, 2D + 3D + scores).")],
+    labels: Annotated[
+        Path | None, typer.Option(help="Class names, one a line, stored in the pickle.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel videos; default all cores.")] = None,
+    max_persons: Annotated[int, typer.Option(help="People tracked per video.")] = 2,
+    max_side: Annotated[
+        int, typer.Option(help="Frames are downscaled to this longer side before pose.")
+    ] = 640,
 ) -> None:
-    """The embedded video dataset as MP4 files and video lists (16 classes, 10 differ only in time)."""
-    from lightact.data.synthetic.video import write_video_dataset
+    """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
+    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
 
     try:
-        written = write_video_dataset(out, samples_per_class, seed, num_frames, size, val_fraction)
-    except ValueError as err:
-        console.print(f"[red]{err}[/red]", markup=False)
-        raise typer.Exit(2) from None
-    counts = {k: len(v.read_text().splitlines()) for k, v in written.items() if k != "classes"}
-    console.print(
-        f"wrote {sum(counts.values())} clips ({', '.join(f'{k}: {v}' for k, v in counts.items())}) to {out}; "
-        f"train with data.format=list data.root={out} data.train_file={written['train']} "
-        f"data.val_file={written['val']} data.labels_file={written['classes']}",
-        markup=False,
-    )
-
-
-# --- end video ---
-
-# --- image (issue 6) ---
-
-
-@synth_app.command("image")
-def synth_image(
-    out: Annotated[Path, typer.Option(help="Folder for <split>/<class>/<name>.png.")] = Path("synth_image"),
-    samples_per_class: int = 150,
-    seed: int = 0,
-    size: Annotated[int, typer.Option(help="Image width and height in pixels.")] = 64,
-    test_fraction: float = 0.3,
-) -> None:
-    """The embedded still-image action set (stick figures with props) as a class-per-folder tree.
-    Training needs no files: data.kind image without data.path renders the same images in memory."""
-    from lightact.data.synthetic.image import generate_image_dataset, write_image_folder
-
-    try:
-        data = generate_image_dataset(samples_per_class, seed, size, test_fraction)
-    except ValueError as err:
+        stats = run_pose(
+            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
+        )
+    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
-    counts = write_image_folder(data, out)
-    sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
-    console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
-
-
-@data_app.command("check-images")
-def check_images(
-    root: Annotated[Path, typer.Argument(help="Stanford 40 folder (ImageSplits/, JPEGImages/) or a tree.")],
-    layout: Annotated[str, typer.Option(help="stanford40, folder, or auto.")] = "auto",
-) -> None:
-    """Read an image dataset as training would: splits, classes, counts, and every unreadable file.
-    Exit 1 when a file cannot be decoded."""
-    from lightact.data.image.sources import ImageReadError, read_image_folder, read_stanford40
-
-    if layout == "auto":
-        layout = "stanford40" if (root / "ImageSplits" / "actions.txt").is_file() else "folder"
-    splits = ("train", "test") if layout == "stanford40" else ("train", "val", "test")
-    bad = []
-    for split in splits:
-        try:
-            reader = read_stanford40 if layout == "stanford40" else read_image_folder
-            samples = reader(root, split)
-        except (OSError, ValueError) as err:
-            if layout == "folder" and split != "train" and "no" in str(err):
-                continue
-            console.print(f"[red]{err}[/red]")
-            raise typer.Exit(1) from None
-        for i in range(len(samples)):
-            try:
-                samples.load(i, 64)
-            except ImageReadError as err:
-                bad.append(str(err))
-        console.print(f"{split}: {len(samples)} images, {len(samples.classes)} classes")
-    for line in bad:
-        console.print(f"[red]{line}[/red]", markup=True, highlight=False)
-    if bad:
-        console.print(f"{len(bad)} unreadable image(s); data.on_corrupt=skip leaves them out with a warning")
+    table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
+    for column in ("video", "frames", "person found", "second person", "fps"):
+        table.add_column(column, justify="left" if column == "video" else "right")
+    for video, row in stats["per_video"].items():
+        fps = "resumed" if row["resumed"] else f"{row['fps']:.1f}"
+        table.add_row(
+            Path(video).name,
+            str(row["frames"]),
+            f"{row['person_share']:.0%}",
+            f"{row['second_person_share']:.0%}",
+            fps,
+        )
+    console.print(table)
+    for failure in stats["failed"]:
+        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
+    console.print(f"wrote {out}")
+    if stats["failed"]:
         raise typer.Exit(1)
-
-
-# --- end image ---
-
-# --- long video (issue 7) ---
 
 
 @app.command("extract-features")
@@ -499,6 +338,135 @@ def extract_features_command(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------------------------------------
+# datasets: check, generate, convert
+
+
+@data_app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
+    num_classes: Annotated[int | None, typer.Option(help="Labels must lie below this.")] = None,
+) -> None:
+    """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
+    from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
+
+    problems = validate_annotations(file, num_classes=num_classes)
+    if not problems:
+        console.print(f"{file}: no problems found")
+        return
+    console.print(format_problems(problems), markup=False, highlight=False)
+    if has_errors(problems):
+        raise typer.Exit(1)
+
+
+@data_app.command("check-images")
+def check_images(
+    root: Annotated[Path, typer.Argument(help="Stanford 40 folder (ImageSplits/, JPEGImages/) or a tree.")],
+    layout: Annotated[str, typer.Option(help="stanford40, folder, or auto.")] = "auto",
+) -> None:
+    """Read an image dataset as training would: splits, classes, counts, and every unreadable file.
+    Exit 1 when a file cannot be decoded."""
+    from lightact.data.image.sources import ImageReadError, read_image_folder, read_stanford40
+
+    if layout == "auto":
+        from lightact.data.image.sources import image_dataset_format
+
+        layout = image_dataset_format(root)
+    splits = ("train", "test") if layout == "stanford40" else ("train", "val", "test")
+    bad = []
+    for split in splits:
+        try:
+            reader = read_stanford40 if layout == "stanford40" else read_image_folder
+            samples = reader(root, split)
+        except (OSError, ValueError) as err:
+            if layout == "folder" and split != "train" and "no" in str(err):
+                continue
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(1) from None
+        for i in range(len(samples)):
+            try:
+                samples.load(i, 64)
+            except ImageReadError as err:
+                bad.append(str(err))
+        console.print(f"{split}: {len(samples)} images, {len(samples.classes)} classes")
+    for line in bad:
+        console.print(f"[red]{line}[/red]", markup=True, highlight=False)
+    if bad:
+        console.print(f"{len(bad)} unreadable image(s); data.on_corrupt=skip leaves them out with a warning")
+        raise typer.Exit(1)
+
+
+@synth_app.command("skeleton")
+def synth_skeleton(
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")] = Path("synth_skeleton.pkl"),
+    samples_per_class: int = 60,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+) -> None:
+    """The embedded skeleton dataset (NTU-25 layout) in the standard annotation pickle schema."""
+    from lightact.data.skeleton.pickle_io import save_pickle
+    from lightact.data.synthetic.skeleton import generate_skeleton_dataset
+
+    data = generate_skeleton_dataset(
+        samples_per_class=samples_per_class, seed=seed, val_fraction=val_fraction
+    )
+    save_pickle(data, out)
+    sizes = ", ".join(f"{k}: {len(v)}" for k, v in data["split"].items())
+    console.print(
+        f"wrote {len(data['annotations'])} samples, {len(data['classes'])} classes ({sizes}) to {out}"
+    )
+
+
+@synth_app.command("video")
+def synth_video(
+    out: Annotated[Path, typer.Option(help="Folder for videos/, train.txt, val.txt, classes.txt.")] = Path(
+        "synth_video"
+    ),
+    samples_per_class: int = 40,
+    seed: int = 0,
+    num_frames: Annotated[int, typer.Option(help="Frames per clip.")] = 16,
+    size: Annotated[int, typer.Option(help="Frame width and height in pixels.")] = 64,
+    val_fraction: float = 0.25,
+) -> None:
+    """The embedded video dataset as MP4 files and video lists (16 classes, 10 differ only in time)."""
+    from lightact.data.synthetic.video import write_video_dataset
+
+    try:
+        written = write_video_dataset(out, samples_per_class, seed, num_frames, size, val_fraction)
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]", markup=False)
+        raise typer.Exit(2) from None
+    counts = {k: len(v.read_text().splitlines()) for k, v in written.items() if k != "classes"}
+    console.print(
+        f"wrote {sum(counts.values())} clips ({', '.join(f'{k}: {v}' for k, v in counts.items())}) to {out}; "
+        f"train with data.format=list data.root={out} data.train_file={written['train']} "
+        f"data.val_file={written['val']} data.labels_file={written['classes']}",
+        markup=False,
+    )
+
+
+@synth_app.command("image")
+def synth_image(
+    out: Annotated[Path, typer.Option(help="Folder for <split>/<class>/<name>.png.")] = Path("synth_image"),
+    samples_per_class: int = 150,
+    seed: int = 0,
+    size: Annotated[int, typer.Option(help="Image width and height in pixels.")] = 64,
+    test_fraction: float = 0.3,
+) -> None:
+    """The embedded still-image action set (stick figures with props) as a class-per-folder tree.
+    Training needs no files: data.kind image without data.path renders the same images in memory."""
+    from lightact.data.synthetic.image import generate_image_dataset, write_image_folder
+
+    try:
+        data = generate_image_dataset(samples_per_class, seed, size, test_fraction)
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    counts = write_image_folder(data, out)
+    sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
+
+
 @synth_app.command("longvideo")
 def synth_longvideo(
     out: Annotated[Path, typer.Option(help="Folder for videos/, train.csv, val.csv, classes.txt.")] = Path(
@@ -527,7 +495,32 @@ def synth_longvideo(
     )
 
 
-# --- end long video ---
+@convert_app.command("ntu")
+def convert_ntu(
+    raw_dir: Annotated[
+        Path, typer.Argument(help="Folder of NTU RGB+D .skeleton files (searched recursively).")
+    ],
+    dataset: Annotated[str, typer.Option(help="ntu60 or ntu120: decides the samples kept and the splits.")],
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
+    missing: Annotated[
+        Path | None, typer.Option(help="The official list of samples without skeletons.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes; default all cores.")] = None,
+) -> None:
+    """NTU RGB+D raw skeletons -> pickle with the official X-Sub/X-View (60) or X-Sub/X-Set (120) splits."""
+    from lightact.data.skeleton.ntu import convert_ntu as run_conversion
+
+    stats = run_conversion(raw_dir, dataset, out, missing=missing, workers=workers)
+    console.print(
+        f"converted {stats['converted']} of {stats['files_found']} files "
+        f"({stats['skipped_missing']} listed as missing, {stats['excluded']} not in {dataset}, "
+        f"{stats['failed']} failed) in {stats['seconds']:.1f} s "
+        f"({stats['files_per_second']:.0f} files/s) -> {out}"
+    )
+    for name, ids in stats["splits"].items():
+        console.print(f"  {name}: {ids}")
+    if stats["failed"]:
+        raise typer.Exit(1)
 
 
 # --- weights ---

@@ -7,8 +7,6 @@ wrong types are errors that name the dotted key.
 
 from __future__ import annotations
 
-import inspect
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -158,7 +156,9 @@ class ImageDataConfig(DataConfigBase):
             return self.format
         if self.path is None:
             return "synthetic"
-        return "stanford40" if (Path(self.path) / "ImageSplits" / "actions.txt").is_file() else "folder"
+        from lightact.data.image.sources import image_dataset_format
+
+        return image_dataset_format(self.path)
 
 
 class LongVideoSynthConfig(Strict):
@@ -229,7 +229,10 @@ DataConfig = Annotated[
 
 class ModelConfig(BaseModel):
     """``name`` picks a registered model; every other key is a constructor argument, checked
-    against the constructor's signature and type hints."""
+    against the constructor's signature and type hints (which the registry records).
+
+    Validation imports the model families (and torch): an experiment's config is only built
+    default-free when it is read, never when this module is imported."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "star_64"
@@ -252,15 +255,13 @@ class ModelConfig(BaseModel):
             raise ValueError(str(err.args[0])) from None
         if entry.external:
             return self  # timm/torchvision constructors take open-ended keyword arguments
-        model_class = typing.get_type_hints(entry.factory)["return"]
-        hints = typing.get_type_hints(model_class.__init__)
-        accepted = [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
         for key, value in self.kwargs.items():
-            if key not in accepted:
+            if not entry.takes(key):
+                accepted = list(entry.accepts)
                 raise ValueError(f"unknown argument {key!r} for model {self.name} (accepted: {accepted})")
-            if key in hints:
+            if key in entry.hints:
                 try:
-                    TypeAdapter(hints[key]).validate_python(value, strict=False)
+                    TypeAdapter(entry.hints[key]).validate_python(value, strict=False)
                 except ValidationError as err:
                     raise ValueError(f"{key}: {err.errors()[0]['msg']} (got {value!r})") from None
         return self
@@ -324,7 +325,7 @@ class ExperimentConfig(Strict):
     name: str = "star_synth"
     seed: int = 0
     work_dir: Path | None = None  # default: work_dirs/<name>
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = SkeletonDataConfig()
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()

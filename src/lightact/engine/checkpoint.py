@@ -20,24 +20,10 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from lightact.data.skeleton.layouts import Layout
-from lightact.models.weights import WEIGHTS_FILE, load_pretrained, read_state_dict, resolve_weights_path
+from lightact.models.weights import resolve_weights_path
 from lightact.utils import atomic_write
 
-# The weight-I/O names moved to lightact.models.weights, atomic_write to lightact.utils and the
-# layout conversions to Layout are re-exported while other modules still import them from here.
-__all__ = [
-    "WEIGHTS_FILE",
-    "AtomicCheckpointIO",
-    "atomic_write",
-    "layout_from_dict",
-    "layout_to_dict",
-    "load_model",
-    "load_pretrained",
-    "read_meta",
-    "read_state_dict",
-    "resolve_weights_path",
-    "save_weights",
-]
+__all__ = ["AtomicCheckpointIO", "load_model", "read_meta", "save_weights"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -46,11 +32,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-
-
-# Old names of Layout.to_dict / Layout.from_dict, kept while other modules import them from here.
-layout_to_dict = Layout.to_dict
-layout_from_dict = Layout.from_dict
 
 
 def save_weights(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
@@ -73,14 +54,14 @@ def read_meta(path: Path) -> dict[str, Any]:
 def load_model(work_dir_or_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained model from a work directory or its ``model.safetensors``; returns
     ``(model in eval mode, meta)`` where meta holds the model name, arguments and class names."""
-    from lightact.models.registry import create_model
+    from lightact.models.registry import rebuild_model
 
     path = resolve_weights_path(work_dir_or_file)
     meta = read_meta(path)
     kwargs = dict(meta["kwargs"])
     if isinstance(kwargs.get("layout"), dict):
         kwargs["layout"] = Layout.from_dict(kwargs["layout"])
-    model = create_model(meta["model"], **kwargs)
+    model = rebuild_model(meta["model"], kwargs)
     state = load_file(str(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -137,8 +137,7 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
     missing weights are an error.
     """
     from lightact.engine.checkpoint import load_model, read_meta
-    from lightact.engine.image_data import takes_img_size
-    from lightact.models.registry import create_model
+    from lightact.models.registry import create_model, model_entry
     from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 
     path = distill.teacher_weights
@@ -163,10 +162,7 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
         _check_teacher_classes(meta.get("classes"), data.class_names, file)
         teacher, _ = load_model(file)
     else:
-        kwargs: dict[str, Any] = {"num_classes": data.num_classes}
-        img_size = getattr(getattr(data, "cfg", None), "img_size", None)
-        if img_size is not None and takes_img_size(distill.teacher, img_size):
-            kwargs["img_size"] = img_size
+        kwargs = model_entry(distill.teacher).data_arguments(data.model_arguments())
         teacher = create_model(distill.teacher, **{**kwargs, **distill.teacher_kwargs})
         try:
             # A teacher's classifier is what it teaches: it must come from the file too.

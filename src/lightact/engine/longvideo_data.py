@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lightact.config import ExperimentConfig, LongVideoDataConfig
+from lightact.config import EvalConfig, LongVideoDataConfig
 from lightact.data.batch import Batch
 from lightact.data.longvideo.dataset import FeatureDataset, LongVideoRow, collate_features, read_lvu_csv
 from lightact.data.longvideo.store import SETTINGS_FILE, FeatureStoreError
@@ -48,14 +48,29 @@ class LongVideoDataModule(ActionDataModule):
     Classification labels are class indices; regression labels are numbers (one target per video),
     whose training mean and standard deviation go to the model (``target_mean`` / ``target_std``)
     so its head starts at the right scale. A test sample is one whole video (one view).
+
+    Without a store, :meth:`prepare_data` renders the embedded videos and extracts their features
+    (``progress`` shows bars meanwhile); both steps skip what an earlier run left.
     """
 
     cfg: LongVideoDataConfig
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
-        super().__init__(cfg, input_format)
+    def __init__(
+        self, cfg: LongVideoDataConfig, evaluation: EvalConfig, input_format: str, seed: int = 0, *,
+        progress: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__(cfg, evaluation, input_format, seed)
         if input_format != "features":
             raise ValueError(f"long-video data feeds models that take cached features, not {input_format!r}")
+        self.progress = progress
+        self._prepared = False
+
+    def prepare_data(self) -> None:
+        # Called before the model is built (its feature widths come from the store) and again by
+        # the trainer: the second call has nothing to do.
+        if self.cfg.store is None and not self._prepared:
+            prepare_synthetic_longvideo(self.cfg, progress=self.progress)
+        self._prepared = True
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -68,10 +83,12 @@ class LongVideoDataModule(ActionDataModule):
 
     @cached_property
     def sources(self) -> dict[str, Any]:
-        """Store folder and CSV per split; renders and extracts the embedded set on first use."""
+        """Store folder and CSV per split (the embedded set's once :meth:`prepare_data` made it)."""
         cfg = self.cfg
         if cfg.store is None:
-            root = prepare_synthetic_longvideo(cfg, progress=self.experiment.trainer.progress_bar)
+            if not self._prepared:
+                raise FeatureStoreError("the embedded long-video set is read before prepare_data() made it")
+            root = cfg.synth.root
             store, csvs = root / "features", {"train": root / "train.csv", "val": root / "val.csv"}
             classes: list[str] | Path | None = cfg.classes or root / "classes.txt"
         else:

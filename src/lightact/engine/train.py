@@ -17,7 +17,7 @@ from lightact.data.skeleton.layouts import Layout
 from lightact.engine.callbacks import EpochCSVLogger, RNGState
 from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weights
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
-from lightact.engine.module import ClassificationModule
+from lightact.engine.module import ActionModule, ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports
 from lightact.models.registry import create_model, model_entry
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained
@@ -25,7 +25,7 @@ from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
-def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ClassificationModule:
+def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ActionModule:
     """The training module: distillation when the config has a teacher, regression when the data's
     targets are numbers, plain classification otherwise."""
     if cfg.distill is not None:
@@ -38,6 +38,12 @@ def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule
 
         return RegressionModule(model, data.num_classes, cfg.optim, loss=data.regression_loss)
     return ClassificationModule(model, data.num_classes, cfg.optim)
+
+
+def model_arguments(cfg: ExperimentConfig, data: ActionDataModule) -> dict[str, Any]:
+    """The model's constructor arguments: those it takes from what the data implies (classes, input
+    size, channels, ...), then the config's ``model`` keys."""
+    return {**model_entry(cfg.model.name).data_arguments(data.model_arguments()), **cfg.model.kwargs}
 
 
 def _json_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +123,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
             f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
         )
     data = build_datamodule(cfg, entry.input_format)
-    kwargs = {**data.model_arguments(), **cfg.model.kwargs}
+    data.prepare_data()  # the model's arguments may come from the data (classes, feature widths)
+    kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
         report = load_pretrained(
@@ -199,7 +206,9 @@ def evaluate(
         raise ValueError(
             f"checkpoint {checkpoint} holds model {meta['model']}, the config asks for {cfg.model.name}"
         )
-    data = data or build_datamodule(cfg, meta["input_format"])
+    if data is None:
+        data = build_datamodule(cfg, meta["input_format"])
+        data.prepare_data()
     if data.class_names != meta["classes"]:
         raise ValueError(f"checkpoint {checkpoint} was trained on other classes than this config's data")
     loader = data.test_dataloader()

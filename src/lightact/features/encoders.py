@@ -12,9 +12,6 @@ crop, scaled to [0, 1] and normalised with the encoder's mean and std.
 
 from __future__ import annotations
 
-import inspect
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -56,15 +53,6 @@ class _LastLinearInput:
 
     def _hook(self, module: nn.Module, args: tuple) -> None:
         self.value = args[0]
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    name: str
-    kind: str  # "frame" or "clip"
-    weights: str | None
-    size: int
-    dim: int
 
 
 class FeatureEncoder(nn.Module):
@@ -112,16 +100,10 @@ class FeatureEncoder(nn.Module):
 
 
 def _accepts(name: str) -> set[str]:
-    """The constructor arguments of a registered lightact model (empty for timm/torchvision ones)."""
+    """The constructor arguments of a model the registry can build (empty when unknown)."""
     from lightact.models.registry import model_entry
 
-    entry = model_entry(name)
-    if entry.external:
-        return set()
-    model_class = typing.get_type_hints(entry.factory).get("return")
-    if model_class is None:
-        return set()
-    return set(inspect.signature(model_class.__init__).parameters)
+    return set(model_entry(name).accepts or ())
 
 
 def build_encoder(

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from lightact.data.skeleton.layouts import Layout, get_layout
 from lightact.models.registry import register_model
+from lightact.models.spec import CONVOLUTION, BatchedInput, ExportTarget, ModelSpec
 from lightact.models.weights import Conversion
 
 __all__ = ["STGCN", "STGCNBlock", "SpatialGraphConv", "spatial_partition", "stgcn"]
@@ -344,11 +345,30 @@ class STGCN(nn.Module):
         return out
 
 
+# ----------------------------------------------------------------------------- spec and variant
+
+# A canonical sample: NTU's 300 frames of 2 persons.
+_INPUT = BatchedInput(lambda model: (model.in_channels, 300, model.layout.num_joints, 2), "C x T x V x M")
+
+
+def _export_target(model: STGCN) -> ExportTarget:
+    return ExportTarget(
+        model,
+        canonical=(1, *_INPUT.shape(model)),
+        axes={0: "batch", 2: "frames", 4: "persons"},
+        alternate={"batch": 2, "frames": 150, "persons": 1},
+        note="ST-GCN: x [N, C, T, V, M] (persons M last), logits averaged over persons.",
+    )
+
+
+_SPEC = ModelSpec(
+    modality="skeleton", input_format="padded", data_args=("num_classes", "layout", "in_channels"),
+    example_input=_INPUT, export=_export_target, efficiency_class=CONVOLUTION,
+)  # fmt: skip
+
+
 @register_model(
-    "stgcn",
-    modality="skeleton",
-    input_format="padded",
-    description="ST-GCN (Yan et al. 2018), spatial partitions, learnable edge importance",
+    "stgcn", _SPEC, description="ST-GCN (Yan et al. 2018), spatial partitions, learnable edge importance"
 )
 def stgcn(**kwargs) -> STGCN:
     return STGCN(**kwargs)

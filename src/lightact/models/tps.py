@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightact.models.registry import register_model
+from lightact.models.spec import ATTENTION_ONLY, CLIP_INPUT, ModelSpec, clip_export
 from lightact.models.weights import Conversion
 
 __all__ = [
@@ -728,7 +729,7 @@ class PSTViT(nn.Module):
         return self.vit.head(feats.reshape(batch, frames, -1).mean(dim=1))
 
 
-# ----------------------------------------------------------------------------- registered variants
+# ----------------------------------------------------------------------------- spec and variants
 
 _XS = {
     "img_size": 32,
@@ -744,38 +745,44 @@ _TINY = {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)}
 _BASE = {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)}
 _PAPER = {"img_size": 224, "num_frames": 32, "tubelet_size": 2, "window_size": 7, "drop_path_rate": 0.1}
 
+# Built for one clip length and size (the data's): their shift pattern and 3D position bias depend on it.
+_SPEC = ModelSpec(
+    modality="video", input_format="clip", data_args=("num_classes", "num_frames", "img_size"),
+    example_input=CLIP_INPUT, export=clip_export, efficiency_class=ATTENTION_ONLY,
+)  # fmt: skip
 
-@register_model("pst_t", modality="video", input_format="clip")
+
+@register_model("pst_t", _SPEC)
 def pst_t(**kwargs) -> PST:
     """PST on Swin-T (the paper's PST-T: 32 frames, tubelet 2, 224 px, 7x7 windows, pattern C)."""
     return PST(**{**_PAPER, **_TINY, **kwargs})
 
 
-@register_model("pst_b", modality="video", input_format="clip")
+@register_model("pst_b", _SPEC)
 def pst_b(**kwargs) -> PST:
     """PST on Swin-B (the paper's PST-B: 32 frames, tubelet 2, 224 px, 7x7 windows, pattern C)."""
     return PST(**{**_PAPER, **_BASE, **kwargs})
 
 
-@register_model("pst_xs", modality="video", input_format="clip")
+@register_model("pst_xs", _SPEC)
 def pst_xs(**kwargs) -> PST:
     """PST, CPU-sized (2 stages, width 32, 4x4 windows, 8 frames at 32 px): the embedded data's model."""
     return PST(**{**_XS, **kwargs})
 
 
-@register_model("swin2d_xs", modality="video", input_format="clip")
+@register_model("swin2d_xs", _SPEC)
 def swin2d_xs(**kwargs) -> PST:
     """pst_xs's backbone without any temporal shift: per-frame Swin + temporal average (2D baseline)."""
     return PST(**{**_XS, "temporal": "none", **kwargs})
 
 
-@register_model("swin3d_joint_xs", modality="video", input_format="clip")
+@register_model("swin3d_joint_xs", _SPEC)
 def swin3d_joint_xs(**kwargs) -> PST:
     """pst_xs's backbone with joint space-time window attention over all frames (the costly option)."""
     return PST(**{**_XS, "temporal": "joint", **kwargs})
 
 
-@register_model("pst_vit_xs", modality="video", input_format="clip")
+@register_model("pst_vit_xs", _SPEC)
 def pst_vit_xs(**kwargs) -> PSTViT:
     """TPS/TCS on a small plain ViT (window = whole grid), 8 frames at 64 px."""
     return PSTViT(**{"embed_dim": 96, "depth": 6, "num_heads": 3, **kwargs})

@@ -519,27 +519,19 @@ def file_arguments(state: dict[str, Tensor], layout: str) -> dict[str, object]:
     return args
 
 
-def _accepted_arguments(name: str) -> set[str] | None:
-    """Constructor arguments of a registered model (None: open-ended, as timm's and torchvision's)."""
-    import inspect
-    import typing
-
-    from lightact.models.registry import model_entry
-
-    entry = model_entry(name)
-    if entry.external:
-        return None
-    model_class = typing.get_type_hints(entry.factory).get("return")
-    return set(inspect.signature(model_class.__init__).parameters) - {"self"} if model_class else set()
-
-
 def _build(name: str, args: dict[str, object], device: str) -> nn.Module:
     from lightact.models.registry import create_model
 
-    accepted = _accepted_arguments(name)
-    kwargs = {k: v for k, v in args.items() if accepted is None or k in accepted}
     with torch.device(device):
-        return create_model(name, **kwargs).eval()
+        return create_model(name, **_taken(name, args)).eval()
+
+
+def _taken(name: str, args: dict[str, object]) -> dict[str, object]:
+    """The ``args`` the constructor of model ``name`` takes."""
+    from lightact.models.registry import model_entry
+
+    entry = model_entry(name)
+    return {k: v for k, v in args.items() if entry.takes(k)}
 
 
 def _candidates(layout: str) -> list[str]:
@@ -640,11 +632,7 @@ def inspect_weights(
             args["layout"] = Layout.from_dict(args["layout"])
     model = _build(model_name, args, "cpu")
     report = match_weights(model, file, model_name)
-    used = {
-        k: v
-        for k, v in args.items()
-        if _accepted_arguments(model_name) is None or k in _accepted_arguments(model_name)
-    }
+    used = _taken(model_name, args)
     lines.append(
         f"model: {model_name}" + (f" ({', '.join(f'{k}={v}' for k, v in used.items())})" if used else "")
     )

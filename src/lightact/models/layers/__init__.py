@@ -1,4 +1,16 @@
+from lightact.models.layers.blocks import CrossAttentionBlock, SelfAttentionBlock
 from lightact.models.layers.graph_attention import SparseGraphAttention, k_hop_neighbours
 from lightact.models.layers.linear_attention import SegmentedLinearAttention, segment_lengths
+from lightact.models.layers.mlp import FeedForward
+from lightact.models.layers.pos_embed import sinusoidal_code
 
-__all__ = ["SparseGraphAttention", "SegmentedLinearAttention", "k_hop_neighbours", "segment_lengths"]
+__all__ = [
+    "CrossAttentionBlock",
+    "FeedForward",
+    "SegmentedLinearAttention",
+    "SelfAttentionBlock",
+    "SparseGraphAttention",
+    "k_hop_neighbours",
+    "segment_lengths",
+    "sinusoidal_code",
+]
