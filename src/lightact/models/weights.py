@@ -103,10 +103,15 @@ class WeightsFile:
     def num_parameters(self) -> int:
         return sum(v.numel() for v in self.state.values() if v.is_floating_point())
 
+    def sample_keys(self) -> list[str]:
+        """Key names worth showing: tensors with values (not counters such as num_batches_tracked)."""
+        shown = [k for k, v in self.state.items() if v.dim() > 0]
+        return shown or list(self.state)
+
     def describe(self, keys: int = 3) -> str:
         """One line: where the tensors came from, their layout, count, and a few key names."""
         where = f"entry {self.entry!r} of a {self.format} file" if self.entry else f"{self.format} state dict"
-        names = list(self.state)
+        names = self.sample_keys()
         names = ", ".join(names if len(names) <= keys else [*names[: keys - 1], "...", names[-1]])
         return (
             f"{where}, layout {detect_layout(self.state)}, {len(self.state)} tensors "
@@ -360,18 +365,14 @@ class LoadReport:
     def problems(self) -> bool:
         return bool(self.missing or self.shape_mismatch or self.conversion.problems)
 
-    def problem_lines(self, limit: int = 10) -> list[str]:
+    def problem_lines(self, limit: int | None = 10) -> list[str]:
+        """What keeps the model from being the file's, at most ``limit`` keys per kind (None: all)."""
         lines = list(self.conversion.problems)
         if self.missing:
-            shown = ", ".join(self.missing[:limit])
-            more = f" (+{len(self.missing) - limit} more)" if len(self.missing) > limit else ""
-            lines.append(f"{len(self.missing)} tensors not in the file: {shown}{more}")
+            lines.append(f"{len(self.missing)} tensors not in the file: {_listed(self.missing, limit)}")
         if self.shape_mismatch:
-            shown = ", ".join(
-                f"{k} (file {list(a)}, model {list(b)})" for k, a, b in self.shape_mismatch[:limit]
-            )
-            more = f" (+{len(self.shape_mismatch) - limit} more)" if len(self.shape_mismatch) > limit else ""
-            lines.append(f"{len(self.shape_mismatch)} of another shape: {shown}{more}")
+            shapes = [f"{k} (file {list(a)}, model {list(b)})" for k, a, b in self.shape_mismatch]
+            lines.append(f"{len(shapes)} of another shape: {_listed(shapes, limit)}")
         return lines
 
     def message(self) -> str:
@@ -391,15 +392,17 @@ class LoadReport:
             out.append(
                 f"starts fresh (classifier of another size, or none in the file): {', '.join(self.head)}"
             )
-        out += [f"PROBLEM: {line}" for line in self.problem_lines(limit=len(self.missing) + 100)]
+        out += [f"PROBLEM: {line}" for line in self.problem_lines(limit=None)]
         if self.computed:
             out.append(f"computed by the model, not in the file: {', '.join(self.computed)}")
         if self.unexpected:
-            out.append(
-                f"unused from the file: {', '.join(self.unexpected[:20])}"
-                + (f" (+{len(self.unexpected) - 20} more)" if len(self.unexpected) > 20 else "")
-            )
+            out.append(f"unused from the file: {_listed(self.unexpected, 20)}")
         return out
+
+
+def _listed(items: list[str], limit: int | None) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if limit is not None and len(items) > limit else "")
 
 
 def match_weights(model: nn.Module, file: WeightsFile, model_name: str | None = None) -> LoadReport:
@@ -597,7 +600,7 @@ def inspect_weights(
         f"file: {file.path} ({file.format}" + (f", entry {file.entry!r}" if file.entry else "") + ")",
         f"tensors: {len(file.state)}, {file.num_parameters:,} values ({file.num_parameters / 1e6:.2f} M)",
         f"layout: {layout}: {LAYOUTS[layout]}",
-        "keys: " + ", ".join(f"{k} {list(v.shape)}" for k, v in list(file.state.items())[:4]) + ", ...",
+        "keys: " + ", ".join(f"{k} {list(file.state[k].shape)}" for k in file.sample_keys()[:4]) + ", ...",
     ]
     if file.other_entries:
         lines.append(f"other entries: {', '.join(file.other_entries)} (read one with --entry)")
@@ -633,9 +636,8 @@ def inspect_weights(
     model = _build(model_name, args, "cpu")
     report = match_weights(model, file, model_name)
     used = _taken(model_name, args)
-    lines.append(
-        f"model: {model_name}" + (f" ({', '.join(f'{k}={v}' for k, v in used.items())})" if used else "")
-    )
+    shown = ", ".join(f"{k}={getattr(v, 'name', v)}" for k, v in used.items())  # a Layout by its name
+    lines.append(f"model: {model_name}" + (f" ({shown})" if shown else ""))
     lines += report.lines()
     lines.append(
         "verdict: "
