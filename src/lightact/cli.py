@@ -523,6 +523,47 @@ def convert_ntu(
         raise typer.Exit(1)
 
 
+# --- weights ---
+weights_app = typer.Typer(help="Check weights files from lightact and the ecosystem.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("inspect")
+def weights_inspect(
+    file: Annotated[Path, typer.Argument(help="Weights file (safetensors or torch) or a work dir.")],
+    model: Annotated[
+        str | None, typer.Option(help="A registered model to check the file against in detail.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Model argument for --model, e.g. bias_index=official.")
+    ] = None,
+    entry: Annotated[str | None, typer.Option(help="Checkpoint entry to read, e.g. state_dict_ema.")] = None,
+) -> None:
+    """Format, tensors, layout, the registered models the file fits, and for --model what would be
+    converted, loaded and left at initial values. Builds no training run."""
+    import yaml
+
+    from lightact.models.weights import inspect_weights
+
+    arguments = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            console.print(f"--set {item!r}: expected name=value", markup=False)
+            raise typer.Exit(2)
+        arguments[key] = yaml.safe_load(value)
+    try:
+        lines = inspect_weights(file, model, arguments, entry)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+        console.print(str(err.args[0] if isinstance(err, KeyError) else err), markup=False, style="red")
+        raise typer.Exit(2) from None
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
+# --- end weights ---
+
+
 def main() -> None:
     app()
 

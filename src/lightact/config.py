@@ -237,6 +237,9 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "star_64"
     weights: Path | None = None  # the user's pretrained weights (safetensors or a torch state dict)
+    # false: load what fits even when learnt tensors would stay at their initial values (listed)
+    weights_strict: bool = True
+    weights_entry: str | None = None  # the checkpoint entry to read, e.g. state_dict_ema; None: the weights
 
     @property
     def kwargs(self) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
     """
     from lightact.engine.checkpoint import load_model, read_meta
     from lightact.models.registry import create_model, model_entry
-    from lightact.models.weights import WEIGHTS_FILE, clean_state_dict, read_state_dict
+    from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 
     path = distill.teacher_weights
     if path is None:
@@ -165,11 +165,10 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
         kwargs = model_entry(distill.teacher).data_arguments(data.model_arguments())
         teacher = create_model(distill.teacher, **{**kwargs, **distill.teacher_kwargs})
         try:
-            teacher.load_state_dict(clean_state_dict(read_state_dict(file)), strict=True)
-        except RuntimeError as err:
-            raise ValueError(
-                f"{file} does not fit teacher {distill.teacher}: {str(err).splitlines()[1:3]}"
-            ) from None
+            # A teacher's classifier is what it teaches: it must come from the file too.
+            load_pretrained(teacher, file, head_may_differ=False, model_name=distill.teacher)
+        except ValueError as err:
+            raise ValueError(f"{file} does not fit teacher {distill.teacher}: {err}") from None
     return freeze(teacher)
 
 

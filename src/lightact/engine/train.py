@@ -127,11 +127,17 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
     kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
-        skipped = load_pretrained(model, cfg.model.weights)
-        if skipped["missing"] or skipped["shape_mismatch"]:
+        report = load_pretrained(
+            model,
+            cfg.model.weights,
+            strict=cfg.model.weights_strict,
+            entry=cfg.model.weights_entry,
+            model_name=cfg.model.name,
+        )
+        if report.problems:  # only when model.weights_strict is false: loaded anyway
             warnings.warn(
-                f"{cfg.model.weights}: {len(skipped['missing'])} tensors start from random values "
-                f"(e.g. {(skipped['shape_mismatch'] or skipped['missing'])[:3]})",
+                f"{report.file.path}: loaded with model.weights_strict false; "
+                f"{'; '.join(report.problem_lines())}",
                 stacklevel=2,
             )
     module = build_module(cfg, model, data)

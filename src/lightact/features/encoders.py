@@ -119,7 +119,8 @@ def build_encoder(
     if weights is not None:
         from lightact.models.weights import load_pretrained
 
-        load_pretrained(model, weights)
+        # strict: a frozen encoder must not keep random parts
+        load_pretrained(model, weights, model_name=name)
     return FeatureEncoder(model, name, kind, size, mean, std)
 
 
