@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from lightact.configs import CONFIG_DIR
 from lightact.data.synthetic.video import APPEARANCE_CLASSES, TEMPORAL_CLASSES, TEMPORAL_PAIRS
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = {"pst": ROOT / "configs" / "pst_xs_synth.yaml", "2d": ROOT / "configs" / "swin2d_xs_synth.yaml"}
+RUNS = {"pst": CONFIG_DIR / "pst_xs_synth.yaml", "2d": CONFIG_DIR / "swin2d_xs_synth.yaml"}
 
 
 def class_accuracy(metrics: dict, names: tuple[str, ...]) -> float:

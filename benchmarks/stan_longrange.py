@@ -27,9 +27,10 @@ import torch
 from _common import format_table, machine_info
 
 from lightact.config import load_config
+from lightact.configs import CONFIG_DIR
 from lightact.engine.train import train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_DIR
 MODELS = ("stan", "single_stream", "meanpool_linear")
 
 

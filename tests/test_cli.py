@@ -63,7 +63,9 @@ def test_one_set_takes_several_overrides(tmp_path):
     assert result.exit_code == 2 and "trainer.max_epoch: unknown key" in result.output
     result = runner.invoke(app, ["train", "--set", "model.dim=8", "stray"])
     assert result.exit_code == 2 and "config file stray does not exist" in result.output
-    config = Path(__file__).resolve().parents[1] / "configs" / "star_synth.yaml"
+    from lightact.configs import CONFIG_DIR
+
+    config = CONFIG_DIR / "star_synth.yaml"
     result = runner.invoke(app, ["train", str(config), "--set", "model.dim=8", "stray"])
     assert result.exit_code == 2 and "unexpected argument(s) ['stray']" in result.output
 

@@ -7,6 +7,7 @@ wrong types are errors that name the dotted key.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -320,6 +321,7 @@ class DistillConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = "star_synth"
+    description: str | None = None  # one line; `lightact configs` shows it
     seed: int = 0
     work_dir: Path | None = None  # default: work_dirs/<name>
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -376,13 +378,29 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(_format_error(err)) from None
 
 
+def find_config(name_or_path: str | Path) -> Path:
+    """The experiment file ``name_or_path`` names: an existing file wins, else the config of that
+    name shipped with lightact (``pst_xs_synth``, ``configs/pst_xs_synth.yaml``: see
+    :mod:`lightact.configs`)."""
+    from lightact.configs import packaged_names, resolve
+
+    path = resolve(name_or_path)
+    if path is not None:
+        return path
+    close = difflib.get_close_matches(Path(name_or_path).stem, packaged_names(), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"config file {name_or_path} does not exist and no shipped config has that name"
+        f" (`lightact configs` lists them){hint}"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment (or the quickstart defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML experiment (a file, or the name of a shipped config; the quickstart defaults when
+    ``path`` is None) and apply overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = find_config(path)
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
