@@ -288,6 +288,10 @@ class TrainerConfig(Strict):
     check_val_every_n_epoch: int = Field(1, ge=1)
     progress_bar: bool = True
     num_threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    # Lightning's loggers, each under the work dir: csv (csv/version_N/metrics.csv, every step),
+    # tensorboard (tb/), mlflow (mlruns/, or $MLFLOW_TRACKING_URI) and wandb need their extras.
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = ["csv", "tensorboard"]
+    verbose: bool = False  # Lightning's own info lines, model summary and the warnings lightact hides
 
 
 class EvalConfig(Strict):
