@@ -158,3 +158,11 @@ def test_package_data_ships_every_config():
     globs = pyproject["tool"]["setuptools"]["package-data"]["lightact.configs"]
     shipped = {p for pattern in globs for p in CONFIG_DIR.glob(pattern)}
     assert shipped == set(CONFIG_DIR.rglob("*.yaml"))
+
+
+def test_a_too_short_synthetic_long_video_is_a_config_error():
+    """The embedded long-video set needs two 8 s events 30 s apart: a shorter video is refused
+    when the config is read, naming the key, not by a traceback from the renderer."""
+    with pytest.raises(ConfigError, match=r"data\.synth\.duration_s: .*greater than or equal to 48"):
+        load_config(None, ["data.kind=longvideo", "data.synth.duration_s=40"])
+    load_config(None, ["data.kind=longvideo", "data.synth.duration_s=48"])

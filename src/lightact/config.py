@@ -167,7 +167,7 @@ class LongVideoSynthConfig(Strict):
 
     root: Path = Path("data/synth_longvideo")
     videos_per_class: int = Field(80, ge=2)
-    duration_s: float = Field(120.0, ge=40)
+    duration_s: float = Field(120.0, ge=48)  # SynthLongVideoSpec: two 8 s events 30 s apart, 1 s margins
     seed: int = 0
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
