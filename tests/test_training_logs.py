@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from lightact.cli import app
 from lightact.config import load_config
-from lightact.engine.train import build_loggers
 
 
 def test_a_run_prints_no_lightning_noise_and_logs_its_config(tmp_path, tiny_overrides):
@@ -41,6 +40,8 @@ def test_a_run_prints_no_lightning_noise_and_logs_its_config(tmp_path, tiny_over
 
 def test_loggers_are_picked_by_the_config(tmp_path):
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from lightact.engine.train import build_loggers
 
     cfg = load_config(None, ["trainer.loggers=[tensorboard]"])
     assert [type(logger) for logger in build_loggers(cfg, tmp_path)] == [TensorBoardLogger]
