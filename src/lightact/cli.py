@@ -1,7 +1,7 @@
 """The ``lightact`` command line: each subcommand is a thin call into the library.
 
 Commands by what they do: running a model (``train``, ``eval``, ``predict``); models themselves
-(``models``, ``bench``, ``export``); turning videos into training inputs (``pose``,
+(``models``, ``configs``, ``bench``, ``export``); turning videos into training inputs (``pose``,
 ``extract-features``); datasets (``data validate|check-images|synth|convert``).
 """
 
