@@ -7,7 +7,7 @@
     (online, cached, online, cached, ...), timed from epoch start to epoch end without validation;
     the one-off cost of building the cache is reported beside it.
 
-The teacher is a lightact work directory (``lightact train configs/convnext_atto_synthimage.yaml``).
+The teacher is a lightact work directory (``lightact train convnext_atto_synthimage``).
 For (b) a ``--speed-teacher`` model name (e.g. ``timm/convnext_tiny``, the paper's teacher size)
 can be timed with random weights: the time of a forward pass does not depend on the weights.
 

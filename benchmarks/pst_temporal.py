@@ -6,7 +6,7 @@ least 25 points top-1 with the same training budget, and the baseline sits near 
 (a frame-order-blind model can at best tell which pair, i.e. 50 % within a pair).
 
 Both models are trained by the engine exactly as ``lightact train`` does, from the shipped configs
-(``configs/pst_xs_synth.yaml`` and ``configs/swin2d_xs_synth.yaml``: same data, schedule, epochs,
+(``pst_xs_synth`` and ``swin2d_xs_synth``: same data, schedule, epochs,
 batch size, seed), one after the other or side by side (``--parallel``), then evaluated on the
 validation clips; per-class accuracies come from each run's ``metrics.json``.
 
@@ -23,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from lightact.configs import CONFIG_DIR
 from lightact.data.synthetic.video import APPEARANCE_CLASSES, TEMPORAL_CLASSES, TEMPORAL_PAIRS
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = {"pst": ROOT / "configs" / "pst_xs_synth.yaml", "2d": ROOT / "configs" / "swin2d_xs_synth.yaml"}
+RUNS = {"pst": CONFIG_DIR / "pst_xs_synth.yaml", "2d": CONFIG_DIR / "swin2d_xs_synth.yaml"}
 
 
 def class_accuracy(metrics: dict, names: tuple[str, ...]) -> float:

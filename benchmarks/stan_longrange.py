@@ -4,7 +4,7 @@ The embedded long-video set (``lightact data synth longvideo``: 160 two-minute 6
 4 fps, 4 classes = scene texture x which of two events, more than 30 s apart, came first) is
 rendered and its features extracted once (random-weight timm/resnet10t on 64x64 frames at 1 fps;
 the tiny 3D CNN ``clip3d_tiny`` on 8-frame 32x32 clips every 2 s). Then each model trains with its
-shipped config (``configs/<model>_synthlong.yaml``: same epochs, batch size, optimiser and schedule)
+shipped config (``<model>_synthlong``: same epochs, batch size, optimiser and schedule)
 through ``lightact train`` for every seed, and the validation top-1 is read from ``metrics.json``.
 
     python benchmarks/stan_longrange.py [--seeds 0 1 2] [--root data/synth_longvideo] [--threads 1]
@@ -27,9 +27,10 @@ import torch
 from _common import format_table, machine_info
 
 from lightact.config import load_config
+from lightact.configs import CONFIG_DIR
 from lightact.engine.train import train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_DIR
 MODELS = ("stan", "single_stream", "meanpool_linear")
 
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from lightact.config import ConfigError, ExperimentConfig, dump_config, load_config, parse_override
+from lightact.configs import CONFIG_DIR
 from lightact.models import create_model
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_DIR
 
 
 def test_defaults_are_the_quickstart():
@@ -95,3 +96,73 @@ def test_library_models_by_name_skip_the_signature_check():
         load_config(None, ["model.name=timm/resnet_typo"])
     with pytest.raises(ConfigError, match="torchvision.models.video has no model"):
         load_config(None, ["model.name=tv/r4d_18"])
+
+
+def test_shipped_configs_are_found_by_name_from_any_directory(tmp_path, monkeypatch):
+    from lightact.config import find_config
+
+    monkeypatch.chdir(tmp_path)
+    shipped = CONFIG_DIR / "pst_xs_synth.yaml"
+    for name in (
+        "pst_xs_synth",
+        "pst_xs_synth.yaml",
+        "configs/pst_xs_synth.yaml",
+        "./configs/pst_xs_synth.yaml",
+    ):
+        assert find_config(name) == shipped
+    # A file that exists always wins over a shipped config of the same name.
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "pst_xs_synth.yaml").write_text("name: mine\n")
+    assert load_config("configs/pst_xs_synth.yaml").name == "mine"
+    with pytest.raises(ConfigError, match=r"no shipped config has that name.*did you mean star_synth"):
+        find_config("star_synht")
+
+
+def test_the_finder_looks_into_subfolders(tmp_path, monkeypatch):
+    import lightact.configs as configs
+
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "layouts").mkdir()
+    (tmp_path / "star_x.yaml").write_text("# Top level.\nname: x\n")
+    (tmp_path / "datasets" / "msr_action3d.yaml").write_text("description: MSR Action3D spec\n")
+    (tmp_path / "datasets" / "twice.yaml").write_text("a: 1\n")
+    (tmp_path / "layouts" / "twice.yaml").write_text("a: 1\n")
+    monkeypatch.setattr(configs, "CONFIG_DIR", tmp_path)
+    assert configs.packaged_names() == ["star_x", "datasets/msr_action3d", "datasets/twice", "layouts/twice"]
+    assert configs.find_packaged("msr_action3d") == tmp_path / "datasets" / "msr_action3d.yaml"
+    assert (
+        configs.find_packaged("configs/datasets/msr_action3d.yaml")
+        == tmp_path / "datasets" / "msr_action3d.yaml"
+    )
+    assert configs.find_packaged("twice") is None  # two files have that stem: the folder must be named
+    assert configs.find_packaged("layouts/twice") == tmp_path / "layouts" / "twice.yaml"
+    assert configs.find_packaged("../star_x") is None
+    assert dict(configs.catalogue()) == {
+        "star_x": "Top level.",
+        "datasets/msr_action3d": "MSR Action3D spec",
+        "datasets/twice": "",
+        "layouts/twice": "",
+    }
+
+
+def test_a_config_may_describe_itself(tmp_path):
+    (tmp_path / "run.yaml").write_text("description: a short run\ntrainer: {max_epochs: 1}\n")
+    assert load_config(tmp_path / "run.yaml").description == "a short run"
+
+
+def test_package_data_ships_every_config():
+    """pyproject's package-data globs match every YAML file under lightact/configs (what a wheel
+    holds is checked by tests/test_readme_commands.py, which installs one)."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["lightact.configs"]
+    shipped = {p for pattern in globs for p in CONFIG_DIR.glob(pattern)}
+    assert shipped == set(CONFIG_DIR.rglob("*.yaml"))
+
+
+def test_a_too_short_synthetic_long_video_is_a_config_error():
+    """The embedded long-video set needs two 8 s events 30 s apart: a shorter video is refused
+    when the config is read, naming the key, not by a traceback from the renderer."""
+    with pytest.raises(ConfigError, match=r"data\.synth\.duration_s: .*greater than or equal to 48"):
+        load_config(None, ["data.kind=longvideo", "data.synth.duration_s=40"])
+    load_config(None, ["data.kind=longvideo", "data.synth.duration_s=48"])

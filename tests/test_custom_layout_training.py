@@ -9,12 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from lightact.cli import app
+from lightact.configs import CONFIG_DIR
 from lightact.data.skeleton.layouts import NTU25
 from lightact.data.skeleton.pickle_io import save_pickle
 from lightact.data.synthetic.skeleton import generate_skeleton_dataset
 from lightact.engine.checkpoint import load_model
 
-UPPER_BODY_YAML = Path(__file__).resolve().parents[1] / "configs" / "layouts" / "upper_body8.yaml"
+UPPER_BODY_YAML = CONFIG_DIR / "layouts" / "upper_body8.yaml"
 # The upper-body layout's joints, taken from the synthetic NTU bodies.
 NTU_JOINTS = [
     "head",

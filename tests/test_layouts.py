@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lightact.configs import CONFIG_DIR
 from lightact.data.skeleton.layouts import (
     COCO17,
     MEDIAPIPE33,
@@ -20,7 +21,7 @@ from lightact.data.skeleton.layouts import (
     load_layout_yaml,
 )
 
-EXAMPLE_YAML = Path(__file__).resolve().parents[1] / "configs" / "layouts" / "upper_body8.yaml"
+EXAMPLE_YAML = CONFIG_DIR / "layouts" / "upper_body8.yaml"
 
 
 def swap_side(name: str) -> str:
@@ -191,3 +192,14 @@ def test_yaml_missing_key(tmp_path):
 
 def test_ntu25_unchanged():
     assert NTU25.num_joints == 25 and NTU25.joints[NTU25.center] == "spine_shoulder"
+
+
+def test_shipped_layouts_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    by_name = get_layout("upper_body8")
+    assert by_name.num_joints == 8
+    assert get_layout("configs/layouts/upper_body8.yaml").joints == by_name.joints
+    (tmp_path / "configs" / "layouts").mkdir(parents=True)
+    mine = EXAMPLE_YAML.read_text().replace("upper_body8", "mine")
+    (tmp_path / "configs" / "layouts" / "upper_body8.yaml").write_text(mine)
+    assert get_layout("configs/layouts/upper_body8.yaml").name == "mine"  # a file that exists wins

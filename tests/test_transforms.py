@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from lightact.configs import CONFIG_DIR
 from lightact.data.skeleton.layouts import COCO17, NTU25, OPENPOSE18, Layout, load_layout_yaml
 from lightact.data.skeleton.transforms import (
     TRANSFORMS,
@@ -26,7 +25,7 @@ from lightact.data.skeleton.transforms import (
     seen_mask,
 )
 
-EXAMPLE_YAML = Path(__file__).resolve().parents[1] / "configs" / "layouts" / "upper_body8.yaml"
+EXAMPLE_YAML = CONFIG_DIR / "layouts" / "upper_body8.yaml"
 J = {name: i for i, name in enumerate(NTU25.joints)}
 
 # A standing NTU body in Kinect camera space, facing the camera: y up, the right side at larger x.

@@ -1,14 +1,12 @@
 """The ``lightact`` command line: each subcommand is a thin call into the library.
 
 Commands by what they do: running a model (``train``, ``eval``, ``predict``); models themselves
-(``models``, ``bench``, ``export``); turning videos into training inputs (``pose``,
+(``models``, ``configs``, ``bench``, ``export``); turning videos into training inputs (``pose``,
 ``extract-features``); datasets (``data validate|check-images|synth|convert``).
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 from pathlib import Path
 from typing import Annotated
 
@@ -16,42 +14,95 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Help and start-up: this module imports only typer and rich; every command imports what it uses
+# when it runs, so `lightact -h` and `lightact train -h` never load torch or Lightning.
+APP_SETTINGS = {
+    "no_args_is_help": True,
+    # Help text is printed as written: brackets ([CONFIG], [pose]) are not rich markup.
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
 app = typer.Typer(
     help="Efficient transformer-based human action recognition.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
+    **APP_SETTINGS,
 )
-data_app = typer.Typer(help="Generate, convert and check datasets.", no_args_is_help=True)
-synth_app = typer.Typer(help="Generate the embedded synthetic datasets.", no_args_is_help=True)
-convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate, convert and check datasets.", **APP_SETTINGS)
+synth_app = typer.Typer(help="Generate the embedded synthetic datasets.", **APP_SETTINGS)
+convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", **APP_SETTINGS)
+weights_app = typer.Typer(help="Check weights files from lightact and the ecosystem.", **APP_SETTINGS)
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
 data_app.add_typer(convert_app, name="convert")
-console = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
+app.add_typer(weights_app, name="weights")
+# Everything is printed literally (markup=False): class names, paths and messages may hold brackets
+# ("pip install 'lightact[pose]'"), which rich markup would swallow. Long lines stay whole
+# (soft_wrap), so paths can be copied.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
-ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML; none = the embedded quickstart.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.dim=128.")]
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="CONFIG|NAME",
+        help="Experiment YAML, or the name of a shipped config (lightact configs); none = the quickstart.",
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Dotted override, e.g. model.dim=128.")
+]
 # Commands that take key=value words beyond --set, or (bench) parse their own arguments.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def fail(message: object, code: int = 2) -> typer.Exit:
+    """Print ``message`` on stderr, literally; returns the exit for the caller to raise."""
+    errors.print(str(message), style="red")
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from lightact import __version__
+
+        console.print(f"lightact {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Efficient transformer-based human action recognition: train, evaluate, benchmark, export and
+    run action recognisers on skeletons, video clips, still images and long videos."""
+
+
+def _is_override(word: Path | None) -> bool:
+    """Whether a word typer read as CONFIG is a ``key.path=value`` override (values may be paths)."""
+    if word is None or word.exists():
+        return False
+    key, sep, _ = str(word).partition("=")
+    return bool(sep) and "/" not in key
+
+
 def _config(config: Path | None, overrides: list[str] | None, extra: list[str] = ()):
-    """Load CONFIG with its overrides. ``--set a=1 b=2`` leaves ``b=2`` to typer as an extra
-    argument (or as CONFIG when no file is given), so every ``key=value`` word counts as an override."""
+    """Load CONFIG (a file or a shipped config's name) with its overrides. ``--set a=1 b=2``
+    leaves ``b=2`` to typer as an extra argument (or as CONFIG when no file is given), so every
+    ``key=value`` word counts as an override."""
     from lightact.config import ConfigError, load_config
 
     overrides = [*(overrides or []), *extra]
-    if config is not None and "=" in config.name and not config.exists():
+    if _is_override(config):
         config, overrides = None, [str(config), *overrides]
     stray = [o for o in overrides if "=" not in o]
     if stray:
-        console.print(f"[red]unexpected argument(s) {stray}: overrides are key.path=value[/red]")
-        raise typer.Exit(2)
+        raise fail(f"unexpected argument(s) {stray}: overrides are key.path=value")
     try:
         return load_config(config, overrides)
     except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(err) from None
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -64,7 +115,7 @@ def _print_metrics(metrics: dict) -> None:
             r2 = "n/a" if row["r2"] is None else f"{row['r2']:.3f}"
             table.add_row(row["target"], f"{row['mse']:.4g}", f"{row['rmse']:.4g}", f"{row['mae']:.4g}", r2)
         console.print(table)
-        console.print(f"MSE [bold]{metrics['mse']:.4g}[/bold]  MAE {metrics['mae']:.4g}")
+        console.print(f"MSE {metrics['mse']:.4g}  MAE {metrics['mae']:.4g}")
         return
     table = Table(title=title)
     for column in ("class", "support", "accuracy"):
@@ -74,7 +125,7 @@ def _print_metrics(metrics: dict) -> None:
     console.print(table)
     top5 = next(k for k in metrics if k.startswith("top") and k != "top1")
     console.print(
-        f"top-1 [bold]{metrics['top1']:.2%}[/bold]  {top5} {metrics[top5]:.2%}  "
+        f"top-1 {metrics['top1']:.2%}  {top5} {metrics[top5]:.2%}  "
         f"mean class {metrics['mean_class_accuracy']:.2%}  mAP {metrics['mAP']:.2%}"
     )
 
@@ -91,29 +142,98 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in the config's work_dir.")] = False,
 ) -> None:
     """Train a model, then evaluate it; writes weights, config, logs and reports to the work dir."""
-    from lightact.engine.train import train as run_training
+    import json
 
     cfg = _config(config, overrides, ctx.args)
-    work_dir = run_training(cfg, resume=resume)
+    from lightact.data.video.reader import MissingDependencyError
+    from lightact.engine.train import train as run_training
+
+    try:
+        work_dir = run_training(cfg, resume=resume, echo=console.print)
+    except (FileExistsError, FileNotFoundError, MissingDependencyError) as err:
+        # a used work dir without --resume, --resume without a run, a missing file or extra
+        raise fail(err) from None
     metrics_file = work_dir / "metrics.json"
     if metrics_file.is_file():
         _print_metrics(json.loads(metrics_file.read_text()))
-    console.print(f"work dir: [bold]{work_dir}[/bold]")
+    console.print(f"work dir: {work_dir}")
+
+
+def _evaluation_inputs(work_dir: Path, config: Path | None, checkpoint: Path | None) -> tuple[Path, Path]:
+    """(experiment config, checkpoint) from ``eval``'s arguments: ``WORK_DIR [CONFIG]``, or the
+    earlier ``CONFIG --checkpoint WORK_DIR``; without a config, the work dir's config.yaml."""
+    from lightact.config import CONFIG_FILE_NAME
+
+    if checkpoint is not None:
+        if config is not None:
+            raise fail("with --checkpoint, the first argument is the config: give no second one")
+        work_dir, config = checkpoint, work_dir
+    if not work_dir.exists():
+        raise fail(
+            f"{work_dir} does not exist: give the work dir of a trained model (or its model.safetensors)"
+        )
+    if config is None:
+        config = (work_dir if work_dir.is_dir() else work_dir.parent) / CONFIG_FILE_NAME
+        if not config.is_file():
+            raise fail(
+                f"{work_dir} holds no {CONFIG_FILE_NAME}: give the experiment's config too "
+                f"(lightact eval {work_dir} CONFIG)"
+            )
+    return config, work_dir
 
 
 @app.command("eval", context_settings=OVERRIDES)
 def evaluate(
     ctx: typer.Context,
-    config: Annotated[Path, typer.Argument(help="Experiment YAML the model was trained with.")],
-    checkpoint: Annotated[Path, typer.Option(help="Work dir or model.safetensors.")],
+    work_dir: Annotated[
+        Path,
+        typer.Argument(metavar="WORK_DIR", help="A trained model's work dir, or its model.safetensors."),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CONFIG", help="Experiment YAML or shipped name; default: WORK_DIR/config.yaml."
+        ),
+    ] = None,
+    config_option: Annotated[
+        Path | None, typer.Option("--config", help="Same as CONFIG: the experiment to evaluate on.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="The earlier form, eval CONFIG --checkpoint WORK_DIR: the work dir or .safetensors."
+        ),
+    ] = None,
     overrides: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="Where reports go; default beside the checkpoint.")] = None,
+    dump: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of every test sample: id, label, prediction and its top-k classes with scores."
+        ),
+    ] = None,
 ) -> None:
-    """Top-1, top-5 and mean-class accuracy, per-class table and confusion matrix PNG."""
+    """Top-1, top-5 and mean-class accuracy (or regression errors), per-class table and confusion
+    matrix PNG of a trained model on its test split; reads the work dir's config.yaml."""
+    extra = list(ctx.args)
+    if _is_override(config):
+        extra.insert(0, str(config))  # typer reads the first key=value word as CONFIG
+        config = None
+    if config_option is not None:
+        if config is not None:
+            raise fail("give the config once: as CONFIG or as --config")
+        config = config_option
+    config, source = _evaluation_inputs(work_dir, config, checkpoint)
+    cfg = _config(config, overrides, extra)
     from lightact.engine.train import evaluate as run_evaluation
 
-    cfg = _config(config, overrides, ctx.args)
-    _print_metrics(run_evaluation(cfg, checkpoint, out_dir=out))
+    try:
+        metrics = run_evaluation(cfg, source, out_dir=out, progress=True, dump=dump)
+    except (ValueError, OSError) as err:
+        raise fail(err) from None
+    _print_metrics(metrics)
+    if dump is not None:
+        console.print(f"per-sample predictions: {dump}")
 
 
 @app.command()
@@ -136,6 +256,8 @@ def predict(
 ) -> None:
     """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
     models, as clips for video models, as features for long-video models), skeleton files, images."""
+    import pickle
+
     from lightact.inference import predict_path
 
     try:
@@ -143,23 +265,29 @@ def predict(
             checkpoint, input, window, stride, topk, out, device=device, skip_errors=True
         )
     except (ValueError, OSError, pickle.UnpicklingError) as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
-    console.print(f"JSON and timeline PNGs in [bold]{out}[/bold]")
+    console.print(f"JSON and timeline PNGs in {out}")
 
 
 # ---------------------------------------------------------------------------------------------------
-# models: list, benchmark, export
+# models: list, benchmark, export, inspect weights
 
 
 @app.command()
 def models(
     modality: Annotated[str | None, typer.Option(help="skeleton, video, image or longvideo.")] = None,
+    external: Annotated[
+        bool, typer.Option("--external", help="Also list every timm and torchvision name (slower).")
+    ] = False,
 ) -> None:
-    """List the registered models."""
-    from lightact.models.registry import list_models, model_entry
+    """List the models: lightact's, and the timm and torchvision families with how to name them."""
+    from lightact.config import DATA_KINDS
+
+    if modality is not None and modality not in DATA_KINDS:
+        raise fail(f"unknown modality {modality!r}: choose one of {', '.join(DATA_KINDS)}")
+    from lightact.models.registry import EXTERNAL_FAMILIES, external_names, list_models, model_entry
 
     table = Table()
     for column in ("name", "modality", "input", "description"):
@@ -167,7 +295,28 @@ def models(
     for name in list_models(modality):
         entry = model_entry(name)
         table.add_row(name, entry.modality, entry.input_format, entry.description)
+    for family in EXTERNAL_FAMILIES:
+        if modality in (None, family.spec.modality):
+            table.add_row(family.pattern, family.spec.modality, family.spec.input_format, family.description)
     console.print(table)
+    if external:
+        for family in EXTERNAL_FAMILIES:
+            if modality in (None, family.spec.modality):
+                names = external_names(family.prefix)
+                console.print(f"{family.pattern}: {len(names)} models")
+                console.print("  " + " ".join(names))
+
+
+@app.command("configs")
+def configs_command() -> None:
+    """List the configs that ship with lightact, one line each: train one by name
+    (lightact train pst_xs_synth); layouts/ names work as data.layout."""
+    from lightact.configs import catalogue
+
+    rows = catalogue()
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        console.print(f"{name:<{width}}  {description}")
 
 
 @app.command(context_settings=OVERRIDES, add_help_option=False)
@@ -175,9 +324,7 @@ def bench(ctx: typer.Context) -> None:
     """Benchmark models x backends: params, FLOPs/MACs, latency, throughput, memory (bench --help)."""
     from lightact.bench.command import run as run_bench_command
 
-    raise typer.Exit(
-        run_bench_command(ctx.args, echo=lambda s: console.print(s, markup=False, highlight=False))
-    )
+    raise typer.Exit(run_bench_command(ctx.args, echo=console.print))
 
 
 @app.command("export")
@@ -200,8 +347,7 @@ def export(
     from lightact.export import ExportError, check_all_models, export_model
 
     if format != "onnx":
-        console.print(f"[red]unsupported format {format!r}: only onnx[/red]")
-        raise typer.Exit(2)
+        raise fail(f"unsupported format {format!r}: only onnx")
     if all_models:
         rows = check_all_models(out or Path("onnx_export_check"), tolerance=tolerance)
         table = Table(title=f"ONNX export of every registered model (tolerance {tolerance:g})")
@@ -213,23 +359,50 @@ def export(
         console.print(table)
         return
     if source is None:
-        console.print("[red]give a model name or checkpoint, or --all[/red]")
-        raise typer.Exit(2)
+        raise fail("give a model name or checkpoint, or --all")
     try:
         result = export_model(source, out, dynamic, tolerance=tolerance, opset=opset)
     except (ExportError, KeyError, FileNotFoundError, ValueError) as err:
-        console.print(f"export failed: {err}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(f"export failed: {err}", 1) from None
     shapes = " and ".join("x".join(map(str, s)) for s in result.input_shapes_checked)
     axes = ", ".join(result.dynamic_axes.values()) or "none (static shapes)"
     console.print(
         f"wrote {result.path} (opset {result.opset}, dynamic: {axes}); onnxruntime matches torch on "
         f"{shapes}: max |diff| {result.worst_diff:.1e} <= {result.tolerance:g}",
-        markup=False,
-        highlight=False,
     )
     if result.note:
-        console.print(result.note, markup=False, highlight=False)
+        console.print(result.note)
+
+
+@weights_app.command("inspect")
+def weights_inspect(
+    file: Annotated[Path, typer.Argument(help="Weights file (safetensors or torch) or a work dir.")],
+    model: Annotated[
+        str | None, typer.Option(help="A registered model to check the file against in detail.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Model argument for --model, e.g. bias_index=official.")
+    ] = None,
+    entry: Annotated[str | None, typer.Option(help="Checkpoint entry to read, e.g. state_dict_ema.")] = None,
+) -> None:
+    """Format, tensors, layout, the registered models the file fits, and for --model what would be
+    converted, loaded and left at initial values. Builds no training run."""
+    import yaml
+
+    from lightact.models.weights import inspect_weights
+
+    arguments = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise fail(f"--set {item!r}: expected name=value")
+        arguments[key] = yaml.safe_load(value)
+    try:
+        lines = inspect_weights(file, model, arguments, entry)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+        raise fail(err.args[0] if isinstance(err, KeyError) else err) from None
+    for line in lines:
+        console.print(line)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,8 +432,7 @@ def pose(
             inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
         )
     except (MissingDependencyError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
     for column in ("video", "frames", "person found", "second person", "fps"):
         table.add_column(column, justify="left" if column == "video" else "right")
@@ -275,7 +447,7 @@ def pose(
         )
     console.print(table)
     for failure in stats["failed"]:
-        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
+        errors.print(f"failed: {failure['video']}: {failure['error']}", style="red")
     console.print(f"wrote {out}")
     if stats["failed"]:
         raise typer.Exit(1)
@@ -324,8 +496,7 @@ def extract_features_command(
             progress=True,
         )
     except (ValueError, KeyError, FileNotFoundError) as err:
-        console.print(str(err), style="red", markup=False)
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     console.print(
         f"rank {summary['rank']}/{summary['world_size']}: {summary['shard']} of {summary['videos']} "
         f"video(s), "
@@ -333,7 +504,7 @@ def extract_features_command(
         f"{summary['skipped']} already done, {len(summary['failed'])} failed -> {out}"
     )
     for failure in summary["failed"]:
-        console.print(f"failed: {failure['video']}: {failure['error']}", markup=False, style="red")
+        errors.print(f"failed: {failure['video']}: {failure['error']}", style="red")
     if summary["failed"]:
         raise typer.Exit(1)
 
@@ -354,7 +525,7 @@ def validate(
     if not problems:
         console.print(f"{file}: no problems found")
         return
-    console.print(format_problems(problems), markup=False, highlight=False)
+    console.print(format_problems(problems))
     if has_errors(problems):
         raise typer.Exit(1)
 
@@ -381,8 +552,7 @@ def check_images(
         except (OSError, ValueError) as err:
             if layout == "folder" and split != "train" and "no" in str(err):
                 continue
-            console.print(f"[red]{err}[/red]")
-            raise typer.Exit(1) from None
+            raise fail(err, 1) from None
         for i in range(len(samples)):
             try:
                 samples.load(i, 64)
@@ -390,7 +560,7 @@ def check_images(
                 bad.append(str(err))
         console.print(f"{split}: {len(samples)} images, {len(samples.classes)} classes")
     for line in bad:
-        console.print(f"[red]{line}[/red]", markup=True, highlight=False)
+        errors.print(line, style="red")
     if bad:
         console.print(f"{len(bad)} unreadable image(s); data.on_corrupt=skip leaves them out with a warning")
         raise typer.Exit(1)
@@ -434,14 +604,12 @@ def synth_video(
     try:
         written = write_video_dataset(out, samples_per_class, seed, num_frames, size, val_fraction)
     except ValueError as err:
-        console.print(f"[red]{err}[/red]", markup=False)
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     counts = {k: len(v.read_text().splitlines()) for k, v in written.items() if k != "classes"}
     console.print(
         f"wrote {sum(counts.values())} clips ({', '.join(f'{k}: {v}' for k, v in counts.items())}) to {out}; "
         f"train with data.format=list data.root={out} data.train_file={written['train']} "
-        f"data.val_file={written['val']} data.labels_file={written['classes']}",
-        markup=False,
+        f"data.val_file={written['val']} data.labels_file={written['classes']}"
     )
 
 
@@ -460,8 +628,7 @@ def synth_image(
     try:
         data = generate_image_dataset(samples_per_class, seed, size, test_fraction)
     except ValueError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     counts = write_image_folder(data, out)
     sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
     console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
@@ -485,8 +652,7 @@ def synth_longvideo(
             videos_per_class=videos_per_class, duration_s=duration, seed=seed, val_fraction=val_fraction
         )
     except ValueError as err:
-        console.print(str(err), style="red", markup=False)
-        raise typer.Exit(2) from None
+        raise fail(err) from None
     summary = generate_longvideo_dataset(out, spec, progress=True)
     console.print(
         f"{summary['videos']} videos ({summary['written']} written, the rest already there) of "
@@ -521,47 +687,6 @@ def convert_ntu(
         console.print(f"  {name}: {ids}")
     if stats["failed"]:
         raise typer.Exit(1)
-
-
-# --- weights ---
-weights_app = typer.Typer(help="Check weights files from lightact and the ecosystem.", no_args_is_help=True)
-app.add_typer(weights_app, name="weights")
-
-
-@weights_app.command("inspect")
-def weights_inspect(
-    file: Annotated[Path, typer.Argument(help="Weights file (safetensors or torch) or a work dir.")],
-    model: Annotated[
-        str | None, typer.Option(help="A registered model to check the file against in detail.")
-    ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Model argument for --model, e.g. bias_index=official.")
-    ] = None,
-    entry: Annotated[str | None, typer.Option(help="Checkpoint entry to read, e.g. state_dict_ema.")] = None,
-) -> None:
-    """Format, tensors, layout, the registered models the file fits, and for --model what would be
-    converted, loaded and left at initial values. Builds no training run."""
-    import yaml
-
-    from lightact.models.weights import inspect_weights
-
-    arguments = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            console.print(f"--set {item!r}: expected name=value", markup=False)
-            raise typer.Exit(2)
-        arguments[key] = yaml.safe_load(value)
-    try:
-        lines = inspect_weights(file, model, arguments, entry)
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
-        console.print(str(err.args[0] if isinstance(err, KeyError) else err), markup=False, style="red")
-        raise typer.Exit(2) from None
-    for line in lines:
-        console.print(line, markup=False, highlight=False)
-
-
-# --- end weights ---
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ wrong types are errors that name the dotted key.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -166,7 +167,7 @@ class LongVideoSynthConfig(Strict):
 
     root: Path = Path("data/synth_longvideo")
     videos_per_class: int = Field(80, ge=2)
-    duration_s: float = Field(120.0, ge=40)
+    duration_s: float = Field(120.0, ge=48)  # SynthLongVideoSpec: two 8 s events 30 s apart, 1 s margins
     seed: int = 0
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
@@ -290,6 +291,10 @@ class TrainerConfig(Strict):
     check_val_every_n_epoch: int = Field(1, ge=1)
     progress_bar: bool = True
     num_threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    # Lightning's loggers, each under the work dir: csv (csv/version_N/metrics.csv, every step),
+    # tensorboard (tb/), mlflow (mlruns/, or $MLFLOW_TRACKING_URI) and wandb need their extras.
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = ["csv", "tensorboard"]
+    verbose: bool = False  # Lightning's own info lines, model summary and the warnings lightact hides
 
 
 class EvalConfig(Strict):
@@ -323,6 +328,7 @@ class DistillConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = "star_synth"
+    description: str | None = None  # one line; `lightact configs` shows it
     seed: int = 0
     work_dir: Path | None = None  # default: work_dirs/<name>
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -379,13 +385,29 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(_format_error(err)) from None
 
 
+def find_config(name_or_path: str | Path) -> Path:
+    """The experiment file ``name_or_path`` names: an existing file wins, else the config of that
+    name shipped with lightact (``pst_xs_synth``, ``configs/pst_xs_synth.yaml``: see
+    :mod:`lightact.configs`)."""
+    from lightact.configs import packaged_names, resolve
+
+    path = resolve(name_or_path)
+    if path is not None:
+        return path
+    close = difflib.get_close_matches(Path(name_or_path).stem, packaged_names(), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"config file {name_or_path} does not exist and no shipped config has that name"
+        f" (`lightact configs` lists them){hint}"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment (or the quickstart defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML experiment (a file, or the name of a shipped config; the quickstart defaults when
+    ``path`` is None) and apply overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = find_config(path)
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:

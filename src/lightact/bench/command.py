@@ -92,11 +92,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str], echo: Callable[[str], None] = print) -> int:
+    args = parser().parse_args(list(argv))  # -h and usage errors exit here, before torch loads
     from lightact.bench.models import expand, parse_shape
     from lightact.bench.report import write_reports
     from lightact.bench.runner import run_bench
 
-    args = parser().parse_args(list(argv))
     try:
         spec = BenchSpec(
             warmup=args.warmup,

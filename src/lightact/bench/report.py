@@ -4,7 +4,8 @@
 * ``bench.csv``: one flat row per (model, backend, batch), the key environment fields repeated in
   columns so that a row keeps its context when CSVs from several machines are concatenated;
 * ``bench.md``: environment, protocol, the table, failures with their reasons;
-* ``latency_by_backend.png``: batch-1 median latency per model and backend (whiskers: p90);
+* ``latency_by_backend.png``: batch-1 median latency per model and backend (whiskers: p90), bars
+  on a linear axis, or dots on a labelled log axis when latencies span more than 30x;
 * ``pareto.png``: accuracy against latency with the Pareto front, when accuracies are given.
 """
 
@@ -177,8 +178,16 @@ def _pyplot():
     return plt
 
 
+# Up to this max/min ratio of latencies, bars on a linear axis from 0 show every model readably;
+# beyond it the small ones would vanish, so the plot switches to dots on a labelled log axis (a
+# bar on a log axis starts at an arbitrary minimum, and its length means nothing).
+LINEAR_LATENCY_RANGE = 30.0
+
+
 def plot_latency(result: dict, path: str | Path, batch: int | None = None) -> Path | None:
-    """Horizontal bars: median latency at the smallest batch per model, one bar per backend."""
+    """Median latency at the smallest batch per model, one mark per backend, whiskers to p90:
+    horizontal bars from 0 on a linear axis, or dots on a log axis when the latencies span more
+    than :data:`LINEAR_LATENCY_RANGE` times (the axis label says which)."""
     every = [r for r in result["rows"] if "batch" in r]
     rows = [r for r in every if r.get("status") == "ok"]
     if not rows:
@@ -188,10 +197,14 @@ def plot_latency(result: dict, path: str | Path, batch: int | None = None) -> Pa
     failed = [r for r in every if r.get("status") != "ok" and r["batch"] == batch]
     models = list(dict.fromkeys(r["model"] for r in rows + failed))
     backends = list(dict.fromkeys(r["backend"] for r in rows + failed))
+    latencies = [r["latency_ms_median"] for r in rows if r["latency_ms_median"] > 0]
+    log_scale = bool(latencies) and max(latencies) / min(latencies) > LINEAR_LATENCY_RANGE
     plt = _pyplot()
     height = 0.8 / max(len(backends), 1)
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(models) * max(len(backends), 1) ** 0.5 + 1))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, backend in enumerate(backends):
+        colour = colours[j % len(colours)]
         ys, xs, err = [], [], []
         for i, model in enumerate(models):
             match = [r for r in rows if r["model"] == model and r["backend"] == backend]
@@ -199,25 +212,33 @@ def plot_latency(result: dict, path: str | Path, batch: int | None = None) -> Pa
                 ys.append(i + (j - (len(backends) - 1) / 2) * height)
                 xs.append(match[0]["latency_ms_median"])
                 err.append(max(match[0]["latency_ms_p90"] - match[0]["latency_ms_median"], 0.0))
-        bars = ax.barh(ys, xs, height=height, xerr=[[0] * len(err), err], label=backend, capsize=2)
+        whiskers = [[0] * len(err), err]
+        if log_scale:
+            ax.errorbar(xs, ys, xerr=whiskers, fmt="o", color=colour, capsize=2, label=backend)
+        else:
+            ax.barh(ys, xs, height=height, xerr=whiskers, color=colour, label=backend, capsize=2)
         for r in failed:
             if r["backend"] == backend and r["model"] in models:
                 y = models.index(r["model"]) + (j - (len(backends) - 1) / 2) * height
                 ax.annotate(f"{backend}: failed", (0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
-                            textcoords="offset points", va="center", fontsize=7,
-                            color=bars.patches[0].get_facecolor() if bars.patches else "k")  # fmt: skip
+                            textcoords="offset points", va="center", fontsize=7, color=colour)  # fmt: skip
     ax.set_yticks(range(len(models)), labels=models)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel(f"latency at batch {batch}, ms (median; whisker to p90; log scale)")
+    if log_scale:
+        ax.set_xscale("log")
+        scale = f"log scale: latencies span {max(latencies) / min(latencies):.0f}x"
+    else:
+        ax.set_xlim(left=0)
+        scale = "linear scale"
+    ax.set_xlabel(f"latency at batch {batch}, ms (median; whisker to p90; {scale})")
     env = result.get("environment") or {}
     ax.set_title(
         f"{env.get('cpu', '')}, {env.get('torch_threads', '?')} threads, {env.get('device', '')}", fontsize=9
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 

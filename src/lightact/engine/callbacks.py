@@ -1,4 +1,5 @@
-"""Training callbacks: a one-row-per-epoch CSV log and the RNG state that makes resume exact."""
+"""Training callbacks: a one-row-per-epoch CSV log, the RNG state that makes resume exact, and
+the progress bar."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 
 class EpochCSVLogger(L.Callback):
@@ -42,3 +44,13 @@ class RNGState(L.Callback):
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         if "rng_torch" in checkpoint:
             torch.set_rng_state(checkpoint["rng_torch"])
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without ``v_num``, the loggers' version: a lightact run has
+    its own work dir, and with two loggers the number reads like "0_"."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics

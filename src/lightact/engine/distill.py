@@ -144,7 +144,7 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
     if path is None:
         raise ValueError(
             "distill.teacher_weights is not set: train a teacher first (e.g. lightact train "
-            "configs/convnext_tiny_synthimage.yaml) and point distill.teacher_weights at its work dir"
+            "convnext_tiny_synthimage) and point distill.teacher_weights at its work dir"
         )
     path = Path(path)
     file = path / WEIGHTS_FILE if path.is_dir() else path

@@ -1,4 +1,5 @@
-"""What a run leaves for people: metrics JSON, per-class CSV, confusion-matrix PNG."""
+"""What a run leaves for people: metrics JSON, per-class CSV, confusion-matrix PNG, and on request
+one CSV row per test sample."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from torchmetrics.functional.classification import (
     multiclass_average_precision,
     multiclass_confusion_matrix,
 )
+
+from lightact.utils import atomic_write
 
 
 def classification_metrics(probs: Tensor, labels: Tensor, class_names: list[str]) -> dict[str, Any]:
@@ -60,6 +63,47 @@ def write_reports(metrics: dict[str, Any], class_names: list[str], out_dir: Path
             f"mAP {metrics['mAP']:.1%}"
         ),
     )
+
+
+def write_sample_predictions(
+    path: str | Path,
+    sample_ids: list[str],
+    outputs: Tensor,
+    targets: Tensor,
+    class_names: list[str],
+    task: str = "classification",
+    topk: int = 5,
+) -> Path:
+    """One row per test sample, written atomically. Classification: ``sample, label, prediction,
+    correct``, then ``top1, top1_score, ..., topK, topK_score`` (K = ``topk``, at most the number of
+    classes; scores are the probabilities averaged over the test views). Regression: ``sample``,
+    then ``<target>`` and ``<target>_predicted`` per target."""
+    path = Path(path)
+    rows: list[list[Any]] = []
+    if task == "regression":
+        header = ["sample"] + [c for name in class_names for c in (name, f"{name}_predicted")]
+        truth, predicted = targets.reshape(len(targets), -1), outputs.reshape(len(outputs), -1)
+        for sample, t, o in zip(sample_ids, truth.tolist(), predicted.tolist(), strict=True):
+            rows.append([sample] + [f"{v:.6g}" for pair in zip(t, o, strict=True) for v in pair])
+    else:
+        k = min(topk, len(class_names))
+        header = ["sample", "label", "prediction", "correct"]
+        header += [c for rank in range(1, k + 1) for c in (f"top{rank}", f"top{rank}_score")]
+        scores, order = outputs.topk(k, dim=-1)
+        for sample, label, top, score in zip(
+            sample_ids, targets.tolist(), order.tolist(), scores.tolist(), strict=True
+        ):
+            ranked = [v for i, p in zip(top, score, strict=True) for v in (class_names[i], f"{p:.6f}")]
+            rows.append([sample, class_names[label], class_names[top[0]], int(top[0] == label), *ranked])
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+    return path
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path, title: str = "") -> None:

@@ -2,27 +2,97 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch import nn
 
 from lightact.config import CONFIG_FILE_NAME, ExperimentConfig, dump_config
 from lightact.data.skeleton.layouts import Layout
-from lightact.engine.callbacks import EpochCSVLogger, RNGState
+from lightact.data.video.reader import MissingDependencyError
+from lightact.engine.callbacks import EpochCSVLogger, ProgressBar, RNGState
 from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weights
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
 from lightact.engine.module import ActionModule, ClassificationModule
-from lightact.engine.reports import classification_metrics, write_reports
+from lightact.engine.reports import classification_metrics, write_reports, write_sample_predictions
 from lightact.models.registry import create_model, model_entry
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained
+from lightact.utils import progress_bar
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
+
+# Warnings that say nothing about the user's run, hidden unless trainer.verbose: on CPU there is
+# nothing to pin and a small dataset needs no extra loader workers; Lightning's copy of torch's
+# pytree code touches a class recent torch deprecates (Lightning's to change, not the user's).
+HARMLESS_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*pin_memory.*",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+)
+
+
+# Resuming, the checkpoint directory holds the run's own checkpoints.
+RESUME_WARNINGS = (r"Checkpoint directory .* exists and is not empty.*",)
+
+
+@contextmanager
+def quiet_lightning(verbose: bool = False, resume: bool = False) -> Iterator[None]:
+    """Without ``verbose``: Lightning's info lines (accelerator found, tips to install its cloud
+    products, "estimating stepping batches") and :data:`HARMLESS_WARNINGS` (and, with ``resume``,
+    :data:`RESUME_WARNINGS`) are not shown. Its warnings about the run itself still are."""
+    if verbose:
+        yield
+        return
+    names = ("lightning.pytorch", "lightning.fabric")
+    levels = {name: logging.getLogger(name).level for name in names}
+    with warnings.catch_warnings():
+        for pattern in HARMLESS_WARNINGS + (RESUME_WARNINGS if resume else ()):
+            warnings.filterwarnings("ignore", message=pattern)
+        for name in names:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+def build_loggers(cfg: ExperimentConfig, work_dir: Path) -> list[Logger]:
+    """Lightning's loggers named by ``trainer.loggers``; mlflow and wandb are extras, and a missing
+    one is a :class:`MissingDependencyError` naming the install."""
+    missing = [n for n in cfg.trainer.loggers if n in ("mlflow", "wandb") and not importlib.util.find_spec(n)]
+    if missing:
+        name = missing[0]
+        raise MissingDependencyError(
+            f"trainer.loggers names {name}, which is not installed: pip install 'lightact[{name}]'"
+        )
+    loggers: list[Logger] = []
+    for name in cfg.trainer.loggers:
+        if name == "csv":  # a new version_N per (re)start: a resumed run keeps the earlier steps
+            loggers.append(CSVLogger(work_dir, name="csv"))
+        elif name == "tensorboard":
+            loggers.append(TensorBoardLogger(work_dir, name="tb", version=""))
+        elif name == "mlflow":
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            # $MLFLOW_TRACKING_URI, when set, wins over the local store in the work dir.
+            loggers.append(MLFlowLogger(experiment_name=cfg.name, save_dir=str(work_dir / "mlruns")))
+        elif name == "wandb":
+            from lightning.pytorch.loggers import WandbLogger
+
+            project = os.environ.get("WANDB_PROJECT", "lightact")
+            loggers.append(WandbLogger(name=cfg.name, project=project, save_dir=str(work_dir)))
+    return loggers
 
 
 def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ActionModule:
@@ -66,7 +136,7 @@ def build_trainer(
 ) -> L.Trainer:
     t = cfg.trainer
     ddp = t.strategy.startswith("ddp")
-    bars = [RichProgressBar(leave=True)] if t.progress_bar else []
+    bars = [ProgressBar(leave=True)] if t.progress_bar else []
     return L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -78,7 +148,7 @@ def build_trainer(
         accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         default_root_dir=work_dir,
-        logger=TensorBoardLogger(work_dir, name="tb", version=""),
+        logger=build_loggers(cfg, work_dir),
         callbacks=[
             *bars,
             RNGState(),
@@ -95,6 +165,9 @@ def build_trainer(
         ],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar,
+        # Lightning's table counts FLOPs only with an example input, which lightact's models take
+        # in several forms: it would print "0". train() prints the parameter count instead.
+        enable_model_summary=t.verbose,
         use_distributed_sampler=False,  # SeededShardSampler shards by rank itself
         # torch's SyncBatchNorm runs on GPUs only; on CPU each process normalises its own batch.
         sync_batchnorm=ddp and t.accelerator != "cpu" and torch.cuda.is_available(),
@@ -103,15 +176,22 @@ def build_trainer(
     )
 
 
-def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callback] = ()) -> Path:
-    """Train, then evaluate on the test split; returns the work directory."""
+def train(
+    cfg: ExperimentConfig,
+    resume: bool = False,
+    callbacks: list[L.Callback] = (),
+    echo: Callable[[str], None] | None = None,
+) -> Path:
+    """Train, then evaluate on the test split; returns the work directory. ``echo`` receives a
+    one-line summary of the run (model size, device, precision, loggers) before training."""
     work_dir = cfg.resolved_work_dir
     last = work_dir / LAST_CHECKPOINT
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {last}; start the run without --resume")
     if not resume and last.is_file():
         raise FileExistsError(
-            f"{work_dir} already holds a run; pass --resume to continue it or choose another work_dir"
+            f"{work_dir} already holds a run: pass --resume to continue it, or another work dir "
+            "(--set work_dir=DIR)"
         )
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -141,13 +221,16 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
                 stacklevel=2,
             )
     module = build_module(cfg, model, data)
-    trainer = build_trainer(cfg, work_dir, callbacks, module.monitor)
-    if trainer.is_global_zero:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, work_dir / CONFIG_FILE_NAME)
-    with warnings.catch_warnings():
-        # On CPU there is nothing to pin and a small dataset needs no extra loader workers.
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|pin_memory).*")
+    with quiet_lightning(cfg.trainer.verbose, resume):
+        trainer = build_trainer(cfg, work_dir, callbacks, module.monitor)
+        if trainer.is_global_zero:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, work_dir / CONFIG_FILE_NAME)
+            # The resolved config, every default spelled out, is the run's hyper-parameters.
+            for logger in trainer.loggers:
+                logger.log_hyperparams(cfg.model_dump(mode="json"))
+            if echo is not None:
+                echo(_run_summary(cfg, trainer, model, work_dir))
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
 
     if trainer.is_global_zero:
@@ -165,22 +248,43 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
     return work_dir
 
 
+def _run_summary(cfg: ExperimentConfig, trainer: L.Trainer, model: nn.Module, work_dir: Path) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    device = trainer.strategy.root_device.type
+    loggers = ", ".join(cfg.trainer.loggers) or "none"
+    return (
+        f"{cfg.model.name}: {params / 1e6:.2f} M parameters; {trainer.world_size} x {device}, "
+        f"precision {trainer.precision}; logs ({loggers}) in {work_dir}"
+    )
+
+
 @torch.no_grad()
 def predict_probabilities(
-    model: nn.Module, loader, num_samples: int, softmax: bool = True
+    model: nn.Module, loader, num_samples: int, softmax: bool = True, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample, the outputs (class probabilities, or raw values for regression) averaged over
     its test views, and the targets."""
+    outputs, targets, _ = _view_means(model, loader, num_samples, softmax, progress)
+    return outputs, targets
+
+
+def _view_means(
+    model: nn.Module, loader, num_samples: int, softmax: bool, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`predict_probabilities` and the indices of the samples it kept."""
     out_sum, targets, views = None, None, torch.zeros(num_samples)
-    for batch in loader:
-        out = model(*batch.inputs).float()
-        out = out.softmax(-1) if softmax else out
-        if out_sum is None:
-            out_sum = torch.zeros(num_samples, *out.shape[1:])
-            targets = torch.zeros(num_samples, *batch.labels.shape[1:], dtype=batch.labels.dtype)
-        out_sum.index_add_(0, batch.sample_index, out)
-        views.index_add_(0, batch.sample_index, torch.ones(len(batch)))
-        targets[batch.sample_index] = batch.labels
+    with progress_bar(progress, unit="batches") as bar:
+        task = bar.add_task("evaluating", total=len(loader))
+        for batch in loader:
+            out = model(*batch.inputs).float()
+            out = out.softmax(-1) if softmax else out
+            if out_sum is None:
+                out_sum = torch.zeros(num_samples, *out.shape[1:])
+                targets = torch.zeros(num_samples, *batch.labels.shape[1:], dtype=batch.labels.dtype)
+            out_sum.index_add_(0, batch.sample_index, out)
+            views.index_add_(0, batch.sample_index, torch.ones(len(batch)))
+            targets[batch.sample_index] = batch.labels
+            bar.advance(task)
     if out_sum is None:
         raise ValueError("the test split is empty")
     seen = views > 0
@@ -188,9 +292,10 @@ def predict_probabilities(
         # Every view of these samples failed to load (an undecodable video): they are left out of
         # the metrics rather than scored as all-zero predictions.
         warnings.warn(
-            f"{int((~seen).sum())} test sample(s) had no usable view and are left out", stacklevel=2
+            f"{int((~seen).sum())} test sample(s) had no usable view and are left out", stacklevel=3
         )
-    return out_sum[seen] / views[seen].view(-1, *[1] * (out_sum.ndim - 1)), targets[seen]
+    means = out_sum[seen] / views[seen].view(-1, *[1] * (out_sum.ndim - 1))
+    return means, targets[seen], seen.nonzero().flatten()
 
 
 def evaluate(
@@ -198,9 +303,12 @@ def evaluate(
     checkpoint: str | Path,
     data: ActionDataModule | None = None,
     out_dir: Path | None = None,
+    progress: bool = False,
+    dump: Path | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5/mean-class accuracy (or regression errors) on the test split, test views
-    averaged, written as JSON, per-class CSV and a confusion-matrix PNG beside the checkpoint."""
+    averaged, written as JSON, per-class CSV and a confusion-matrix PNG beside the checkpoint;
+    ``dump`` also writes one CSV row per test sample (:func:`write_sample_predictions`)."""
     model, meta = load_model(checkpoint)
     if meta["model"] != cfg.model.name:
         raise ValueError(
@@ -213,7 +321,7 @@ def evaluate(
         raise ValueError(f"checkpoint {checkpoint} was trained on other classes than this config's data")
     loader = data.test_dataloader()
     regression = data.task == "regression"
-    outputs, targets = predict_probabilities(model, loader, loader.dataset.num_samples, not regression)
+    outputs, targets, kept = _view_means(model, loader, loader.dataset.num_samples, not regression, progress)
     path = Path(checkpoint)
     out_dir = out_dir or (path if path.is_dir() else path.parent)
     if regression:
@@ -226,4 +334,9 @@ def evaluate(
         metrics = classification_metrics(outputs, targets, data.class_names)
         metrics["num_clips"] = data.test_views
         write_reports(metrics, data.class_names, out_dir)
+    if dump is not None:
+        ids = loader.dataset.sample_ids()
+        write_sample_predictions(
+            dump, [ids[i] for i in kept.tolist()], outputs, targets, data.class_names, data.task
+        )
     return metrics

@@ -208,12 +208,15 @@ class Prediction:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def table(self, windows: bool = False):
-        """A :class:`rich.table.Table`: the overall top k, or with ``windows`` each window's top-1."""
+        """A :class:`rich.table.Table`: the overall top k, or with ``windows`` each window's top-1.
+        Class names and titles are :class:`rich.text.Text`, never read as markup."""
         from rich.table import Table
+        from rich.text import Text
 
         span = f"{self.num_frames} frames, {self.duration:.1f} s at {self.fps:g} fps"
         if windows:
-            table = Table(title=f"{self.name}: {len(self.windows)} window(s) of {self.window} frames")
+            title = Text(f"{self.name}: {len(self.windows)} window(s) of {self.window} frames")
+            table = Table(title=title)
             for column in ("start (s)", "end (s)", "class", "probability"):
                 table.add_column(column, justify="left" if column == "class" else "right")
             for w in self.windows:
@@ -221,76 +224,164 @@ class Prediction:
                 table.add_row(
                     f"{w.start_time:.2f}",
                     f"{w.end_time:.2f}",
-                    top.label if top else "(no person)",
+                    Text(top.label if top else "(no person)"),
                     f"{top.probability:.1%}" if top else "-",
                 )
             return table
         if self.task == "regression":
-            title = f"{self.name}: " + ", ".join(f"{c.label} {c.probability:.4g}" for c in self.topk)
+            title = Text(f"{self.name}: " + ", ".join(f"{c.label} {c.probability:.4g}" for c in self.topk))
         else:
-            title = f"{self.name}: [bold]{self.label}[/bold] ({self.score:.1%})"
+            title = Text.assemble(f"{self.name}: ", (self.label, "bold"), f" ({self.score:.1%})")
         if self.whole_video:
             caption = f"{span}; the model on the whole video ({len(self.windows)} segments in the JSON)"
         else:
             used = sum(w.has_person for w in self.windows)
             caption = f"{span}; mean of {used} window(s) of {self.window} frames, stride {self.stride}"
-        table = Table(title=title, caption=caption, min_width=72)
+        table = Table(title=title, caption=Text(caption), min_width=72)
         for column in ("rank", "class", "probability"):
             table.add_column(column, justify="left" if column == "class" else "right")
         for rank, c in enumerate(self.topk, 1):
-            table.add_row(str(rank), c.label, f"{c.probability:.1%}")
+            table.add_row(str(rank), Text(c.label), f"{c.probability:.1%}")
         return table
 
-    def save_timeline(self, path: str | Path, num_classes: int = 5) -> Path:
-        """Write a PNG: each window's probability of the overall top classes (a regression model's
-        predicted values) against time, drawn at the window's centre and faintly across its span.
-        Windows without a person are shaded grey. The title gives the overall answer; with
-        ``whole_video`` that answer is the model on the whole input, drawn as dashed lines."""
-        from matplotlib.figure import Figure
-
+    def save_timeline(self, path: str | Path) -> Path:
+        """Write a PNG of what the model says over time (:func:`timeline_figure`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        regression = self.task == "regression"
-        shown = [c.index for c in self.topk[:num_classes]]
-        fig = Figure(figsize=(9, 4.2))
-        ax = fig.subplots()
-        centres = np.array([(w.start_time + w.end_time) / 2 for w in self.windows])
-        for rank, index in enumerate(shown):
-            values = np.array(
-                [w.probabilities[index] if w.has_person else np.nan for w in self.windows], dtype=float
-            )
-            (line,) = ax.plot(
-                centres, values, marker="o", lw=2 if rank == 0 else 1.3, label=self.classes[index]
-            )
-            for w, v in zip(self.windows, values, strict=True):
-                if not np.isnan(v):
-                    ax.hlines(v, w.start_time, w.end_time, color=line.get_color(), alpha=0.25, lw=4)
-            if self.whole_video:
-                ax.axhline(self.probabilities[index], color=line.get_color(), ls="--", lw=1)
-        empty = [w for w in self.windows if not w.has_person]
-        for i, w in enumerate(empty):
-            ax.axvspan(
-                w.start_time, w.end_time, color="0.85", zorder=0, label="no person" if i == 0 else None
-            )
-        ax.set_xlim(0, max(self.duration, 1e-6))
-        if not regression:
-            ax.set_ylim(0, 1.02)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("predicted value" if regression else "probability")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-        score = f"{self.score:.4g}" if regression else f"{self.score:.0%}"
-        if self.whole_video:
-            answer = score if regression else f"{self.label} ({score})"
-            seconds = self.window / self.fps if self.fps else 0
-            ax.set_title(
-                f"{self.name}: {answer} on the whole video (dashed); dots: {len(self.windows)} segments "
-                f"of {seconds:.0f} s",
-                fontsize=10,
-            )
-        else:
-            used = sum(w.has_person for w in self.windows)
-            ax.set_title(f"{self.name}: {self.label} ({score}, mean of {used} window(s))")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig = timeline_figure(self)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
         return path
+
+
+def _owned_spans(windows: Sequence[WindowPrediction]) -> list[tuple[float, float]]:
+    """The part of the timeline each window speaks for: overlapping windows split the overlap at
+    the midpoint between their centres, so every instant is drawn once."""
+    centres = [(w.start_time + w.end_time) / 2 for w in windows]
+    spans = []
+    for i, w in enumerate(windows):
+        left = w.start_time if i == 0 else max(w.start_time, (centres[i - 1] + centres[i]) / 2)
+        right = w.end_time if i == len(windows) - 1 else min(w.end_time, (centres[i] + centres[i + 1]) / 2)
+        spans.append((left, right))
+    return spans
+
+
+def _class_colours(count: int) -> list:
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return list(colormaps["tab10"].colors[:count])
+    if count <= 20:
+        return list(colormaps["tab20"].colors[:count])
+    return [colormaps["hsv"](i / count) for i in range(count)]
+
+
+def timeline_figure(prediction: Prediction):
+    """A matplotlib figure of ``prediction`` over time.
+
+    Classification: each window's top class is a segment coloured by class, as high as its
+    probability, over the part of the timeline the window speaks for (overlaps split at the
+    midpoint); consecutive windows with the same top class are named once when there is room.
+    Every class that is top somewhere is in the legend, beside the plot. The black line is the
+    overall answer's probability in each window; the title gives the overall answer (the mean over
+    windows, or with ``whole_video`` the model on the whole input). Windows without a person are
+    grey. Regression: each target's predicted value per window. With one window a note says how
+    to get a timeline.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    p = prediction
+    fig = Figure(figsize=(10, 4.2))
+    ax = fig.subplots()
+    spans = _owned_spans(p.windows)
+    handles: list = []
+    if p.task == "regression":
+        centres = [(w.start_time + w.end_time) / 2 for w in p.windows]
+        for c in p.topk:
+            values = [w.probabilities[c.index] if w.has_person else np.nan for w in p.windows]
+            (line,) = ax.step(centres, values, where="mid", marker="o", label=c.label)
+            if p.whole_video:
+                ax.axhline(p.probabilities[c.index], color=line.get_color(), ls="--", lw=1)
+            handles.append(line)
+        ax.set_ylabel("predicted value")
+    else:
+        tops = [int(np.argmax(w.probabilities)) if w.has_person else None for w in p.windows]
+        # Legend order: the overall answer first, then the others by how many windows they top.
+        counts = {i: tops.count(i) for i in dict.fromkeys(t for t in tops if t is not None)}
+        order = sorted(counts, key=lambda i: (i != p.topk[0].index, -counts[i]))
+        colour = dict(zip(order, _class_colours(len(order)), strict=True))
+        for (left, right), w, top in zip(spans, p.windows, tops, strict=True):
+            if top is not None:
+                ax.bar(
+                    left,
+                    w.probabilities[top],
+                    width=right - left,
+                    align="edge",
+                    color=colour[top],
+                    edgecolor="white",
+                    linewidth=0.6,
+                )
+        _name_runs(ax, spans, tops, p.classes, max(p.duration, 1e-6))
+        handles += [Patch(color=colour[i], label=f"{p.classes[i]} ({counts[i]} window(s))") for i in order]
+        if p.whole_video:  # the answer is the model on the whole input, not these windows' mean
+            handles.append(
+                ax.axhline(p.score, color="black", ls="--", lw=1.2, label=f"{p.label}, whole video")
+            )
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("probability of the window's top class")
+    empty = [w for w in p.windows if not w.has_person]
+    for w in empty:
+        ax.axvspan(w.start_time, w.end_time, color="0.85", zorder=0)
+    if empty:
+        handles.append(Patch(color="0.85", label="no person"))
+    ax.set_xlim(0, max(p.duration, 1e-6))
+    ax.set_xlabel("time (s)")
+    ax.grid(axis="y", alpha=0.3)
+    columns = 1 if len(handles) <= 16 else 2
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0,
+        fontsize=8,
+        ncols=columns,
+        frameon=False,
+    )
+    ax.set_title(_timeline_title(p), fontsize=10, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def _name_runs(ax, spans, tops, classes, duration: float) -> None:
+    """Write the class name over each run of consecutive windows with the same top class:
+    horizontally where it fits, upright where only that fits, not at all on a sliver."""
+    width_in = ax.figure.get_figwidth() * ax.get_position().width
+    per_char = 0.075 / width_in * duration  # an 8-point character, in seconds of the axis
+    start = 0
+    for i in range(1, len(tops) + 1):
+        if i < len(tops) and tops[i] == tops[start]:
+            continue
+        left, right = spans[start][0], spans[i - 1][1]
+        name = classes[tops[start]] if tops[start] is not None else ""
+        if name and right - left >= 2.5 * per_char:
+            flat = right - left >= (len(name) + 1) * per_char
+            ax.text((left + right) / 2, 0.03, name, ha="center", va="bottom", fontsize=8,
+                    rotation=0 if flat else 90, clip_on=True)  # fmt: skip
+        start = i
+
+
+def _timeline_title(p: Prediction) -> str:
+    score = f"{p.score:.4g}" if p.task == "regression" else f"{p.score:.0%}"
+    answer = score if p.task == "regression" else f"{p.label} ({score})"
+    if p.whole_video:
+        seconds = p.window / p.fps if p.fps else 0
+        title = (
+            f"{p.name}: overall {answer}, the model on the whole video; "
+            f"bars: {len(p.windows)} segments of {seconds:.0f} s"
+        )
+    else:
+        used = sum(w.has_person for w in p.windows)
+        title = f"{p.name}: overall {answer}, the mean of {used} window(s) of {p.window} frames"
+    if len(p.windows) == 1:
+        title += "\none window covers the whole input: a shorter --window (and --stride) gives a timeline"
+    return title

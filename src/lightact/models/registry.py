@@ -186,6 +186,51 @@ def _external_entry(name: str) -> ModelEntry | None:
     return None
 
 
+@dataclass(frozen=True)
+class ExternalFamily:
+    """Models another library builds, named ``<prefix>/<its name>``."""
+
+    prefix: str
+    spec: ModelSpec
+    description: str
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.prefix}/<name>"
+
+
+EXTERNAL_FAMILIES = (
+    ExternalFamily(
+        "timm",
+        _IMAGE_SPEC,
+        "any timm image model by its timm name, e.g. timm/vit_tiny_patch16_224, timm/convnext_atto "
+        "(random weights; yours with model.weights)",
+    ),
+    ExternalFamily(
+        "tv",
+        _CLIP_SPEC,
+        "torchvision's video models, e.g. tv/r3d_18, tv/r2plus1d_18, tv/mvit_v2_s, tv/swin3d_t "
+        "(random weights)",
+    ),
+)
+
+
+def external_names(prefix: str) -> list[str]:
+    """Every model name of the external family ``prefix`` (imports that library)."""
+    if prefix == "timm":
+        import timm
+
+        return [f"timm/{name}" for name in timm.list_models()]
+    if prefix == "tv":
+        import torchvision
+        from torchvision.models import video
+
+        return [f"tv/{name}" for name in sorted(torchvision.models.list_models(module=video))]
+    raise KeyError(
+        f"no external model family {prefix!r}; known: {', '.join(f.prefix for f in EXTERNAL_FAMILIES)}"
+    )
+
+
 def list_models(modality: str | None = None) -> list[str]:
     _load_families()
     return sorted(n for n, e in _REGISTRY.items() if modality is None or e.modality == modality)

@@ -55,6 +55,10 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return self.num_samples * self.views
 
+    def sample_ids(self) -> list[str]:
+        """Each image's stable key (file name or path below the dataset root), in index order."""
+        return list(self.samples.keys)
+
     def fixed_view(self, index: int, view: int) -> Tensor:
         """Augmented view ``view`` of image ``index``: the same tensor on every call."""
         image = self.samples.load(index, self.decode_size)

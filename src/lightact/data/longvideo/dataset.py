@@ -136,6 +136,10 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def sample_ids(self) -> list[str]:
+        """Each sample's video, as its CSV row names it."""
+        return [r.video for r in self.rows]
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         # Loaders index by (epoch, index) (lightact.data.sharding.SeededShardSampler): the random
         # subsampling is seeded by (seed, epoch, index), so a resumed run sees the same batches.

@@ -97,6 +97,10 @@ class SkeletonDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.array([a["label"] for a in self.annotations])
 
+    def sample_ids(self) -> list[str]:
+        """Each sample's name (its annotation's ``frame_dir``), in index order."""
+        return [str(a["frame_dir"]) for a in self.annotations]
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, item = key if isinstance(key, tuple) else (0, key)
         index, view = divmod(item, self.views)

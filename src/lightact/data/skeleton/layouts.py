@@ -212,12 +212,19 @@ def list_layouts() -> list[str]:
 
 
 def get_layout(name_or_path: str | Path) -> Layout:
-    """A built-in layout by name, or a user layout from a YAML file."""
+    """A built-in layout by name, a user layout from a YAML file, or one shipped in
+    ``lightact/configs/layouts/`` by its name (``upper_body8``); an existing file wins."""
+    from lightact.configs import find_packaged
+
     key = str(name_or_path)
     if key in _BUILTIN:
         return _BUILTIN[key]
     if key.endswith((".yaml", ".yml")):
-        return load_layout_yaml(key)
+        shipped = None if Path(key).is_file() else find_packaged(key)
+        return load_layout_yaml(shipped or key)
+    shipped = find_packaged(f"layouts/{key}")
+    if shipped is not None:
+        return load_layout_yaml(shipped)
     raise KeyError(f"unknown joint layout {key!r}; built in: {', '.join(list_layouts())}, or a .yaml file")
 
 

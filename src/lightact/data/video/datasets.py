@@ -296,6 +296,10 @@ class VideoClipDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.array([r.label for r in self.records])
 
+    def sample_ids(self) -> list[str]:
+        """Each sample's video (or frame folder) path; in-memory clips by their index."""
+        return [str(r.path) if r.path is not None else f"clip_{i:05d}" for i, r in enumerate(self.records)]
+
     def _decode(self, record: VideoRecord, rng: np.random.Generator, clip_view: int) -> torch.Tensor:
         def indices(total: int) -> np.ndarray:
             end = min(record.end or total, total)
