@@ -133,6 +133,12 @@ def predict(
     ),
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     show_windows: Annotated[bool, typer.Option("--windows", help="Print every window's top-k.")] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnxruntime: the work dir's model.onnx (lightact export) or a .onnx file."
+        ),
+    ] = "torch",
 ) -> None:
     """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
     models, as clips for video models, as features for long-video models), skeleton files, images."""
@@ -140,7 +146,7 @@ def predict(
 
     try:
         predictions = predict_path(
-            checkpoint, input, window, stride, topk, out, device=device, skip_errors=True
+            checkpoint, input, window, stride, topk, out, device=device, skip_errors=True, backend=backend
         )
     except (ValueError, OSError, pickle.UnpicklingError) as err:
         console.print(f"[red]{err}[/red]")
@@ -187,16 +193,31 @@ def export(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     dynamic: Annotated[
-        str | None, typer.Option(help="Dynamic axes, comma-separated (batch, frames, persons) or 'all'.")
+        str | None,
+        typer.Option(
+            help="Dynamic axes, comma-separated (batch, frames, persons); default all, 'none' static."
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="File to write; with --all, a folder.")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (.onnx added when missing); with --all, a folder.")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     tolerance: Annotated[float, typer.Option(help="Max |onnxruntime - torch| allowed.")] = 1e-4,
     all_models: Annotated[
         bool, typer.Option("--all", help="Try every registered model; list exportable or not, and why.")
     ] = False,
+    exporter: Annotated[
+        str,
+        typer.Option(help="auto (torch's current exporter, the legacy one where it fails), dynamo, legacy."),
+    ] = "auto",
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="int8: also write <name>.int8.onnx (dynamic quantization) and its accuracy."),
+    ] = None,
 ) -> None:
-    """Export to ONNX and verify with ONNX Runtime on two input sizes; fails (exit 1) on any mismatch."""
+    """Export to ONNX and verify with ONNX Runtime on two input sizes; fails (exit 1) on any mismatch.
+    A checkpoint's export carries its class names, input layout and preprocessing in the graph's
+    metadata: `lightact predict --backend onnxruntime` runs from it without torch."""
     from lightact.export import ExportError, check_all_models, export_model
 
     if format != "onnx":
@@ -205,31 +226,71 @@ def export(
     if all_models:
         rows = check_all_models(out or Path("onnx_export_check"), tolerance=tolerance)
         table = Table(title=f"ONNX export of every registered model (tolerance {tolerance:g})")
-        for column in ("model", "status", "dynamic axes", "checked inputs", "max |diff|", "reason"):
+        for column in (
+            "model",
+            "status",
+            "exporter",
+            "dynamic axes",
+            "checked inputs",
+            "max |diff|",
+            "reason",
+        ):
             table.add_column(column)
         for row in rows:
             diff = f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else ""
-            table.add_row(row["model"], row["status"], row["dynamic"], row["checked"], diff, row["reason"])
+            table.add_row(
+                row["model"],
+                row["status"],
+                row["exporter"],
+                row["dynamic"],
+                row["checked"],
+                diff,
+                row["reason"],
+            )
         console.print(table)
         return
     if source is None:
         console.print("[red]give a model name or checkpoint, or --all[/red]")
         raise typer.Exit(2)
     try:
-        result = export_model(source, out, dynamic, tolerance=tolerance, opset=opset)
+        result = export_model(
+            source, out, dynamic, tolerance=tolerance, opset=opset, exporter=exporter, quantize=quantize
+        )
     except (ExportError, KeyError, FileNotFoundError, ValueError) as err:
         console.print(f"export failed: {err}", markup=False, highlight=False)
         raise typer.Exit(1) from None
+    _print_export(result)
+
+
+def _print_export(result) -> None:
+    """What an export wrote, which exporter, its parity, warnings and the int8 model's figures."""
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
     shapes = " and ".join("x".join(map(str, s)) for s in result.input_shapes_checked)
-    axes = ", ".join(result.dynamic_axes.values()) or "none (static shapes)"
-    console.print(
-        f"wrote {result.path} (opset {result.opset}, dynamic: {axes}); onnxruntime matches torch on "
-        f"{shapes}: max |diff| {result.worst_diff:.1e} <= {result.tolerance:g}",
-        markup=False,
-        highlight=False,
+    axes = sorted({n for i in result.meta["onnx"]["inputs"] for n in i["dynamic"].values()})
+    which = "torch's current exporter (dynamo)" if result.exporter == "dynamo" else "the legacy exporter"
+    say(
+        f"wrote {result.path} with {which} (opset {result.opset}, dynamic: {', '.join(axes) or 'none'}); "
+        f"onnxruntime matches torch on {shapes}: max |diff| {result.worst_diff:.1e} <= {result.tolerance:g}"
     )
+    if result.fallback:
+        say(f"the current exporter was not used: {result.fallback}")
+    if result.meta.get("classes"):
+        say(f"metadata: {len(result.meta['classes'])} class names, input layout and preprocessing")
+    for line in result.warnings:
+        say(f"exporter warning: {line}")
     if result.note:
-        console.print(result.note, markup=False, highlight=False)
+        say(result.note)
+    q = result.quantized
+    if q:
+        say(f"wrote {q['path']} ({q['method']}; max |int8 - torch| {q['max_abs_diff_vs_torch']:.2g})")
+        acc = q.get("accuracy")
+        if acc:
+            say(
+                f"top-1 on {acc['split']} ({acc['samples']} samples): torch {acc['top1_torch']:.2%}, "
+                f"fp32 onnx {acc['top1_fp32']:.2%}, int8 {acc['top1_int8']:.2%}"
+            )
+        else:
+            say(f"accuracy {q.get('accuracy_note', 'not measured')}")
 
 
 # ---------------------------------------------------------------------------------------------------

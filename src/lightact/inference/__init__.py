@@ -18,10 +18,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from lightact.inference.base import Predictor, checkpoint_meta
 from lightact.inference.files import input_files, predict_each, window_starts
@@ -32,6 +29,11 @@ from lightact.inference.results import (
     PredictionInputError,
     WindowPrediction,
 )
+from lightact.inference.runtime import OnnxModel
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "PREDICTORS",
@@ -84,16 +86,38 @@ class Recognizer(ABC):  # noqa: B024 (an ABC for register() alone: there is noth
     of which is a ``Recognizer`` (they share :class:`~lightact.inference.base.Predictor`, which sits
     below this package and so cannot inherit from this class; it is registered instead). Keyword
     options go to that predictor (for skeletons: ``transforms``, ``batch_size``, ...).
+
+    ``backend="onnxruntime"`` (or :meth:`from_onnx`) runs the file ``lightact export`` wrote with
+    ONNX Runtime instead of PyTorch, from the description stored in it; for skeleton and image
+    models nothing on that path imports torch.
     """
 
-    def __new__(cls, model: nn.Module, meta: dict[str, Any], *args: Any, **kwargs: Any) -> Predictor:
+    def __new__(
+        cls, model: nn.Module | OnnxModel, meta: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> Predictor:
         return predictor_class(meta.get("modality", "skeleton"))(model, meta, *args, **kwargs)
 
     @staticmethod
-    def from_checkpoint(path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
-        """Load a work directory or its ``model.safetensors`` with the predictor for its modality."""
+    def from_checkpoint(
+        path: str | Path, device: str | torch.device = "cpu", *, backend: str = "torch", **options: Any
+    ) -> Predictor:
+        """Load a work directory or its ``model.safetensors`` with the predictor for its modality
+        (``backend="onnxruntime"``: its exported ``model.onnx``, or an ``.onnx`` file)."""
+        if backend == "onnxruntime":
+            return Recognizer.from_onnx(path, **options)
+        if backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}: choose torch or onnxruntime")
         modality = checkpoint_meta(path).get("modality", "skeleton")
         return predictor_class(modality).from_checkpoint(path, device, **options)
+
+    @staticmethod
+    def from_onnx(path: str | Path, **options: Any) -> Predictor:
+        """The predictor of an exported ``.onnx`` file (or a work directory's ``model.onnx``), run
+        by ONNX Runtime, for the modality its description names."""
+        model = OnnxModel(path)
+        return predictor_class(model.meta.get("modality", "skeleton")).from_checkpoint(
+            model, backend="onnxruntime", **options
+        )
 
 
 Recognizer.register(Predictor)
@@ -109,6 +133,7 @@ def predict_path(
     *,
     device: str = "cpu",
     skip_errors: bool = False,
+    backend: str = "torch",
 ) -> list[Prediction]:
     """Predict a file, or every file of a folder that the checkpoint's predictor reads (not recursive,
     sorted by name): skeleton pickles, ``.npy`` arrays and videos for a skeleton model, videos for a
@@ -124,7 +149,7 @@ def predict_path(
     if isinstance(checkpoint, Recognizer):
         recognizer = checkpoint
     else:
-        recognizer = Recognizer.from_checkpoint(checkpoint, device)
+        recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
     window, stride, topk = recognizer.check_options(window, stride, topk)
     inputs = recognizer.inputs
     predictions = predict_each(

@@ -30,21 +30,21 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from lightact.data.skeleton.features import clip_features, pad_time, with_scores
 from lightact.data.skeleton.layouts import Layout, get_layout, list_layouts
 from lightact.data.skeleton.retarget import RetargetError, retarget, supported_mappings
 from lightact.data.skeleton.transforms import Compose, TemporalResample, build_transforms
 from lightact.data.video.reader import VIDEO_SUFFIXES
-from lightact.inference.base import Predictor, load_checkpoint
+from lightact.inference.base import Predictor, load_backend
 from lightact.inference.files import InputFiles, window_starts
 from lightact.inference.results import (
     NoPersonError,
@@ -53,6 +53,11 @@ from lightact.inference.results import (
     WindowPrediction,
     top_classes,
 )
+from lightact.inference.runtime import OnnxModel
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "DEFAULT_FPS",
@@ -103,7 +108,7 @@ class SkeletonRecognizer(Predictor):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | OnnxModel,
         meta: dict[str, Any],
         *,
         test_transforms: Sequence[str | dict[str, Any]] | None = None,
@@ -133,21 +138,29 @@ class SkeletonRecognizer(Predictor):
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | OnnxModel,
         device: str | torch.device = "cpu",
         *,
+        backend: str = "torch",
         transforms: Sequence[str | dict[str, Any]] | None = None,
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
     ) -> SkeletonRecognizer:
-        """Load a work directory or its ``model.safetensors``. The training run's test transforms,
+        """Load a work directory or its ``model.safetensors`` (``backend="onnxruntime"``: its
+        exported ``model.onnx``, or an ``.onnx`` file). The training run's test transforms,
         ``eval.clip_len`` and ``data.max_frames`` come from the checkpoint (for one written before
-        it recorded them, from the ``config.yaml`` beside the weights); ``transforms`` replaces the
-        test transforms. With neither, no transform is applied (with a warning)."""
-        path = Path(path)
-        model, meta = load_checkpoint(path)
+        it recorded them, from the ``config.yaml`` beside the weights; an exported file carries
+        them); ``transforms`` replaces the test transforms. With neither, no transform is applied
+        (with a warning)."""
+        model, meta = load_backend(path, backend)
         cls.check_modality(meta)
-        data = _test_pipeline(path, meta)
+        if isinstance(model, OnnxModel):
+            path, data = model.path, meta.get("data")
+        else:
+            from lightact.engine.checkpoint import inference_pipeline
+
+            path = Path(path)
+            data = inference_pipeline(path, meta)
         if data is None and transforms is None:
             warnings.warn(
                 f"{path} records no test transforms and there is no config.yaml beside it: windows "
@@ -211,39 +224,46 @@ class SkeletonRecognizer(Predictor):
         """Class probabilities ``[N, classes]`` of whole clips, each a dict with ``keypoint``
         (``[M, T, V, C]`` in the model's layout) and optional ``keypoint_score``, processed as a test
         sample is (test transforms, features, batching, softmax)."""
-        from lightact.data.skeleton.batching import collate_packed, make_collate_padded
-        from lightact.data.skeleton.dataset import SkeletonDataset
-
-        annotations = [
-            {
-                "frame_dir": str(clip.get("frame_dir", f"clip{i}")),
+        features = []
+        for i, clip in enumerate(clips):
+            keypoint = np.asarray(clip["keypoint"], dtype=np.float32)
+            if not np.abs(keypoint).sum() > 0:
+                raise NoPersonError("a clip given to SkeletonRecognizer.probabilities has no person in it")
+            score = clip.get("keypoint_score")
+            sample = {
+                "keypoint": keypoint,
+                "keypoint_score": None if score is None else np.asarray(score, dtype=np.float32),
                 "label": -1,
-                "keypoint": np.asarray(clip["keypoint"], dtype=np.float32),
-                **(
-                    {"keypoint_score": np.asarray(clip["keypoint_score"], dtype=np.float32)}
-                    if clip.get("keypoint_score") is not None
-                    else {}
-                ),
             }
-            for i, clip in enumerate(clips)
-        ]
-        if not annotations:
+            # The seed a test sample ``i`` of epoch 0 gets in SkeletonDataset: the same crop/offset.
+            sample = self.transform(sample, np.random.default_rng([0, 0, i, 0]))
+            keypoint = with_scores(sample["keypoint"], sample.get("keypoint_score"))
+            features.append(clip_features(keypoint, self.layout.parents, self.input_format))
+        if not features:
             return np.zeros((0, len(self.classes)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # empty clips are the caller's business
-            dataset = SkeletonDataset(annotations, self.layout, self.input_format, self.transform, seed=0)
-        if len(dataset.annotations) != len(annotations):
-            raise NoPersonError("a clip given to SkeletonRecognizer.probabilities has no person in it")
-        collate = collate_packed if self.input_format == "packed" else make_collate_padded(self.max_frames)
-        out = []
-        with torch.inference_mode():
-            for first in range(0, len(dataset), self.batch_size):
-                batch = collate(
-                    [dataset[i] for i in range(first, min(first + self.batch_size, len(dataset)))]
-                )
-                logits = self.model(*(t.to(self.device) for t in batch.inputs))
-                out.append(logits.float().softmax(-1).cpu().numpy())
+        out = [
+            _softmax(self._logits(features[first : first + self.batch_size]))
+            for first in range(0, len(features), self.batch_size)
+        ]
         return np.concatenate(out).astype(np.float64)
+
+    def _logits(self, features: list[np.ndarray]) -> np.ndarray:
+        """The model's logits for a batch of clips' features: packed along time for a PyTorch STAR,
+        padded with lengths for its exported form, padded to ``max_frames`` for a padded model."""
+        if self.input_format == "padded":
+            inputs: tuple[np.ndarray, ...] = (pad_time(features, axis=1, length=self.max_frames)[0],)
+        elif self.backend == "onnxruntime":
+            inputs = pad_time(features, axis=0)
+        else:
+            lengths = np.array([len(f) for f in features])
+            inputs = (np.concatenate(features), np.repeat(np.arange(len(features)), lengths))
+        if self.backend == "onnxruntime":
+            return self.model(*inputs)
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(*(torch.from_numpy(a).to(self.device) for a in inputs))
+        return logits.float().cpu().numpy()
 
     def default_window(self, num_frames: int) -> int:
         """The window used when none is given: the whole clip up to 300 frames (and the padded
@@ -380,7 +400,8 @@ class SkeletonRecognizer(Predictor):
     def _read(self, x: Any) -> tuple[list[_Input], bool]:
         if isinstance(x, np.ndarray):
             return [_Input("array", {"keypoint": x})], False
-        if torch.is_tensor(x):
+        torch = sys.modules.get("torch")  # a tensor can only be given where torch is loaded
+        if torch is not None and torch.is_tensor(x):
             return [_Input("array", {"keypoint": x.detach().cpu().numpy()})], False
         if isinstance(x, dict):
             if "annotations" in x:
@@ -449,6 +470,12 @@ def _extract_pose(path: Path) -> dict[str, Any]:
     return annotation
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float32)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def _annotation_list(annotations: Any, source: str) -> list[_Input]:
     if not isinstance(annotations, list) or not annotations:
         raise PredictionInputError(f"{source} holds no annotation")
@@ -488,35 +515,3 @@ def _input_fps(item: _Input) -> float:
     except (TypeError, ValueError):
         fps = DEFAULT_FPS
     return fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
-
-
-def _test_pipeline(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """What :meth:`SkeletonDataModule.inference_meta` records (``test_transforms``, ``clip_len``,
-    ``max_frames``): from the checkpoint, else from the ``config.yaml`` of a run saved before
-    checkpoints held it; ``None`` when neither has it."""
-    data = meta.get("data")
-    if isinstance(data, dict) and "test_transforms" in data:
-        return data
-    config = _saved_config(path)
-    if not config:
-        return None
-    saved = config.get("data") or {}
-    return {
-        "test_transforms": saved.get("test_transforms"),
-        "clip_len": (config.get("eval") or {}).get("clip_len"),
-        "max_frames": saved.get("max_frames"),
-    }
-
-
-def _saved_config(path: Path) -> dict[str, Any]:
-    """The raw ``config.yaml`` saved beside the weights (``{}`` when there is none)."""
-    import yaml
-
-    config = (path if path.is_dir() else path.parent) / "config.yaml"
-    if not config.is_file():
-        return {}
-    try:
-        raw = yaml.safe_load(config.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{config} is not valid YAML ({err})") from None
-    return raw if isinstance(raw, dict) else {}
