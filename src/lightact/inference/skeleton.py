@@ -71,6 +71,12 @@ DEFAULT_FPS = 30.0  # NTU RGB+D and the synthetic data are 30 fps
 WHOLE_CLIP_MAX_FRAMES = 300
 DEFAULT_WINDOW = 150
 SKELETON_SUFFIXES = frozenset({".pkl", ".pickle", ".npy"})
+PERSON_MODES = ("auto", "each", "together")
+PER_PERSON_KEYS = ("keypoint", "keypoint_score", "keypoint_3d")  # [M, T, ...] arrays split by person
+# From a video: MediaPipe at 10 poses per second (resampled to the model's rate), a second person
+# looked for every 5th posed frame while none is tracked, decoding in a thread ahead of pose
+# (docs/pose.md and BENCHMARKS.md measure what this costs and gives against every frame).
+DEFAULT_POSE_OPTIONS: dict[str, Any] = {"pose_fps": 10.0, "second_search_every": 5, "overlap": True}
 _BATCH_SIZE = 32
 # Padded models (ST-GCN) average over person slots, and lightact's NTU converter and synthetic data
 # always have two (the second all zeros for one-person actions): inputs with fewer get empty slots.
@@ -86,6 +92,7 @@ class _Input:
     source: str
     annotation: dict[str, Any]
     label: str = ""  # how error messages name it; the source by default
+    persons: list[int] | None = None  # which persons of the source it holds (None: all of them)
 
     def __post_init__(self) -> None:
         self.label = self.label or self.source
@@ -117,8 +124,18 @@ class SkeletonRecognizer(Predictor):
         device: str | torch.device = "cpu",
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
+        fps: float | None = None,
+        persons: int | None = None,
+        person_mode: str = "auto",
+        pose_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, meta, device)
+        if person_mode not in PERSON_MODES:
+            raise ValueError(f"person_mode must be one of {', '.join(PERSON_MODES)}, got {person_mode!r}")
+        self.fps = float(fps or DEFAULT_FPS)
+        self.trained_persons = persons
+        self.person_mode = person_mode
+        self.pose_options = {**DEFAULT_POSE_OPTIONS, **(pose_options or {})}
         layout = meta["kwargs"]["layout"]
         self.layout: Layout = Layout.from_dict(layout) if isinstance(layout, dict) else get_layout(layout)
         self.model_name: str = meta["model"]
@@ -145,13 +162,15 @@ class SkeletonRecognizer(Predictor):
         transforms: Sequence[str | dict[str, Any]] | None = None,
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
+        person_mode: str = "auto",
+        pose_options: dict[str, Any] | None = None,
     ) -> SkeletonRecognizer:
         """Load a work directory or its ``model.safetensors`` (``backend="onnxruntime"``: its
         exported ``model.onnx``, or an ``.onnx`` file). The training run's test transforms,
         ``eval.clip_len`` and ``data.max_frames`` come from the checkpoint (for one written before
         it recorded them, from the ``config.yaml`` beside the weights; an exported file carries
         them); ``transforms`` replaces the test transforms. With neither, no transform is applied
-        (with a warning)."""
+        (with a warning). ``person_mode`` and ``pose_options``: see the module notes."""
         model, meta = load_backend(path, backend)
         cls.check_modality(meta)
         if isinstance(model, OnnxModel):
@@ -180,6 +199,10 @@ class SkeletonRecognizer(Predictor):
                 device=device,
                 batch_size=batch_size,
                 retarget_options=retarget_options,
+                fps=data.get("fps"),
+                persons=data.get("persons"),
+                person_mode=person_mode,
+                pose_options=pose_options,
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: cannot rebuild the test pipeline: {err}") from None
@@ -202,6 +225,10 @@ class SkeletonRecognizer(Predictor):
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         inputs, many = self._read(x)
+        if self.separate_persons:
+            split = [part for item in inputs for part in _each_person(item, single=not many)]
+            many = many or len(split) > 1
+            inputs = split or inputs
         if not many:
             return self._predict_one(inputs[0], window, stride, topk, fps)
         predictions, empty = [], []
@@ -264,6 +291,15 @@ class SkeletonRecognizer(Predictor):
         with torch.inference_mode():
             logits = self.model(*(torch.from_numpy(a).to(self.device) for a in inputs))
         return logits.float().cpu().numpy()
+
+    @property
+    def separate_persons(self) -> bool:
+        """Whether each person of an input is classified on their own: ``person_mode="each"``, or
+        ``"auto"`` for a model trained on one person at a time (a checkpoint that records how many
+        persons its training samples had; older ones are classified with everybody together)."""
+        if self.person_mode == "auto":
+            return self.trained_persons == 1
+        return self.person_mode == "each"
 
     def default_window(self, num_frames: int) -> int:
         """The window used when none is given: the whole clip up to 300 frames (and the padded
@@ -332,6 +368,7 @@ class SkeletonRecognizer(Predictor):
             layout=self.layout.name,
             input_layout=input_layout,
             sample=None if frame_dir is None else str(frame_dir),
+            persons=item.persons if item.persons is not None else _seen_persons(keypoint),
         )
 
     def _prepare(self, item: _Input) -> tuple[np.ndarray, np.ndarray | None, str | None]:
@@ -397,6 +434,13 @@ class SkeletonRecognizer(Predictor):
                 score = np.concatenate([score, np.zeros((missing, *score.shape[1:]), np.float32)])
         return keypoint, score, input_layout
 
+    def video_annotation(self, path: str | Path) -> dict[str, Any]:
+        """The poses of a video (:attr:`pose_options`: pose rate, second-person search cadence,
+        overlapped decoding) resampled to the rate the model was trained at (:attr:`fps`)."""
+        from lightact.data.skeleton.resample import resample_poses
+
+        return resample_poses(_extract_pose(Path(path), self.pose_options), self.fps)
+
     def _read(self, x: Any) -> tuple[list[_Input], bool]:
         if isinstance(x, np.ndarray):
             return [_Input("array", {"keypoint": x})], False
@@ -442,14 +486,14 @@ class SkeletonRecognizer(Predictor):
                 raise PredictionInputError(f"{path}: not a plain numeric .npy array ({err})") from None
             return [_Input(str(path), {"keypoint": array})], False
         if suffix in VIDEO_SUFFIXES:
-            return [_Input(str(path), _extract_pose(path))], False
+            return [_Input(str(path), self.video_annotation(path))], False
         raise PredictionInputError(
             f"{path}: unsupported file type {suffix or '(none)'}; give a skeleton pickle (.pkl), a .npy "
             f"array or a video ({', '.join(sorted(VIDEO_SUFFIXES))})"
         )
 
 
-def _extract_pose(path: Path) -> dict[str, Any]:
+def _extract_pose(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     try:
         from lightact.data.skeleton.pose import extract_pose
     except ImportError as err:
@@ -458,7 +502,7 @@ def _extract_pose(path: Path) -> dict[str, Any]:
             f"MediaPipe), which cannot be imported: {err}"
         ) from None
     try:
-        annotation = extract_pose(str(path))
+        annotation = extract_pose(str(path), **options)
     except ImportError as err:  # MediaPipe itself is missing (pose.MissingDependencyError)
         raise PredictionInputError(f"{path}: classifying a video needs MediaPipe: {err}") from None
     if not isinstance(annotation, dict) or "keypoint" not in annotation:
@@ -468,6 +512,31 @@ def _extract_pose(path: Path) -> dict[str, Any]:
     if annotation.get("frame_dir") in (None, ""):
         annotation["frame_dir"] = path.stem
     return annotation
+
+
+def _seen_persons(keypoint: np.ndarray) -> list[int]:
+    """Indices of the persons with at least one seen frame in ``[M, T, V, C]`` keypoints."""
+    return [int(m) for m in np.flatnonzero(np.abs(keypoint).reshape(len(keypoint), -1).sum(1) > 0)]
+
+
+def _each_person(item: _Input, single: bool) -> list[_Input]:
+    """One input per person seen in ``item`` (persons never seen are left out), each naming its
+    person in its sample name: ``person<k>`` for a single input (a video, an array), else
+    ``<sample>_person<k>``."""
+    keypoint = np.asarray(item.annotation.get("keypoint"))
+    if keypoint.ndim != 4 or keypoint.shape[0] < 2:
+        return [item]
+    parts = []
+    frame_dir = item.annotation.get("frame_dir")
+    for k in _seen_persons(keypoint):
+        annotation = {
+            key: (value[k : k + 1] if key in PER_PERSON_KEYS and np.ndim(value) >= 2 else value)
+            for key, value in item.annotation.items()
+        }
+        name = f"person{k}" if single or not frame_dir else f"{frame_dir}_person{k}"
+        annotation["frame_dir"] = name
+        parts.append(_Input(item.source, annotation, f"{item.label} (person {k})", persons=[k]))
+    return parts or [item]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
