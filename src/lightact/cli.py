@@ -119,7 +119,9 @@ def evaluate(
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
-    input: Annotated[Path, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")],
+    input: Annotated[
+        Path | None, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")
+    ] = None,
     window: Annotated[
         int | None,
         typer.Option(help="Window length: frames (skeletons, clips) or seconds (long videos)."),
@@ -139,21 +141,62 @@ def predict(
             help="torch, or onnxruntime: the work dir's model.onnx (lightact export) or a .onnx file."
         ),
     ] = "torch",
+    render: Annotated[
+        Path | None,
+        typer.Option(help="Also write the input with skeletons, ids and actions drawn on it (.mp4)."),
+    ] = None,
+    pose_fps: Annotated[
+        float | None,
+        typer.Option(help="Skeleton models on video: poses per second (default 10; 0 = every frame)."),
+    ] = None,
+    persons: Annotated[
+        str,
+        typer.Option(help="Skeleton models: auto, each (every person on their own) or together."),
+    ] = "auto",
+    live: Annotated[
+        str | None,
+        typer.Option(help="Classify a live source: /dev/video0 or a camera index, a stream URL, or a file."),
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="With --live: stop after this many seconds (default: Ctrl-C).")
+    ] = None,
 ) -> None:
     """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
-    models, as clips for video models, as features for long-video models), skeleton files, images."""
-    from lightact.inference import predict_path
+    models, as clips for video models, as features for long-video models), skeleton files, images.
+    With --live, a camera, stream or file as it plays (skeleton models; Ctrl-C ends it)."""
+    from lightact.inference import Recognizer, predict_path
 
+    if (input is None) == (live is None):
+        console.print("give an INPUT or --live SOURCE (one of them)", style="red", markup=False)
+        raise typer.Exit(2)
     try:
+        recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
+        if recognizer.modality == "skeleton":
+            recognizer.set_video_options(pose_fps=pose_fps, person_mode=persons)
+        elif pose_fps is not None or persons != "auto" or live is not None:
+            raise ValueError(
+                f"--pose-fps, --persons and --live need a skeleton model; this is a {recognizer.modality} one"
+            )
+        if live is not None:
+            from lightact.inference.live import run_live
+
+            summary = run_live(
+                recognizer, live, window=window, stride=stride, topk=topk, render=render, out_dir=out,
+                seconds=seconds, echo=lambda text: console.print(text, markup=False, highlight=False),
+            )  # fmt: skip
+            console.print(json.dumps(summary, indent=2), markup=False, highlight=False)
+            return
         predictions = predict_path(
-            checkpoint, input, window, stride, topk, out, device=device, skip_errors=True, backend=backend
+            recognizer, input, window, stride, topk, out, device=device, skip_errors=True, render=render
         )
     except (ValueError, OSError, pickle.UnpicklingError) as err:
-        console.print(f"[red]{err}[/red]")
+        console.print(str(err), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
     console.print(f"JSON and timeline PNGs in [bold]{out}[/bold]")
+    if render is not None:
+        console.print(f"rendered: {render}", markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ def predict_path(
     device: str = "cpu",
     skip_errors: bool = False,
     backend: str = "torch",
+    render: str | Path | None = None,
 ) -> list[Prediction]:
     """Predict a file, or every file of a folder that the checkpoint's predictor reads (not recursive,
     sorted by name): skeleton pickles, ``.npy`` arrays and videos for a skeleton model, videos for a
@@ -152,9 +153,21 @@ def predict_path(
         recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
     window, stride, topk = recognizer.check_options(window, stride, topk)
     inputs = recognizer.inputs
+    files = input_files(Path(input), inputs.suffixes, inputs.kind)
+
+    def predict_one(file: Path) -> Prediction | list[Prediction]:
+        options = {"window": window, "stride": stride, "topk": topk}
+        if render is None:
+            return recognizer.predict(file, **options)
+        target = Path(render)
+        if Path(input).is_dir():
+            suffix = ".png" if recognizer.modality == "image" else ".mp4"
+            target = target / f"{file.stem}_rendered{suffix}"
+        return recognizer.predict_and_render(file, target, **options)
+
     predictions = predict_each(
-        input_files(Path(input), inputs.suffixes, inputs.kind),
-        lambda file: recognizer.predict(file, window=window, stride=stride, topk=topk),
+        files,
+        predict_one,
         out_dir,
         skip_errors,
         inputs.errors,

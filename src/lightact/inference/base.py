@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from lightact.inference.results import Prediction
+
 __all__ = ["Predictor", "checkpoint_meta", "load_backend", "load_checkpoint"]
 
 _WHAT_TO_PASS = "pass a lightact work directory (holding model.safetensors) or its model.safetensors file"
@@ -141,6 +143,20 @@ class Predictor:
     def from_onnx(cls, path: str | Path, **options: Any) -> Predictor:
         """Load an exported ``.onnx`` file (or a work directory's ``model.onnx``) for ONNX Runtime."""
         return cls.from_checkpoint(path, backend="onnxruntime", **options)
+
+    def predict_and_render(
+        self, source: str | Path, out: str | Path, **options: Any
+    ) -> Prediction | list[Prediction]:
+        """:meth:`predict` ``source``, and write it to ``out`` with the answer drawn on it: a video
+        with the current window's top 3 (an image: the image, as PNG or JPEG by ``out``'s suffix)."""
+        from lightact.inference.render import render_image, render_label_video
+
+        prediction = self.predict(source, **options)
+        if self.modality == "image":
+            render_image(source, prediction, out)
+        else:
+            render_label_video(source, prediction, out)
+        return prediction
 
     def check_options(
         self, window: Any, stride: Any, topk: Any

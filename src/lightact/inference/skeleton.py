@@ -225,6 +225,32 @@ class SkeletonRecognizer(Predictor):
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         inputs, many = self._read(x)
+        return self._predict_items(inputs, many, window, stride, topk, fps)
+
+    def predict_and_render(
+        self,
+        source: str | Path,
+        out: str | Path,
+        window: int | None = None,
+        stride: int | None = None,
+        topk: int = 5,
+    ) -> Prediction | list[Prediction]:
+        """:meth:`predict` a video, and write it to ``out`` with each person's skeleton, id and
+        current action drawn on it (:func:`lightact.inference.render.render_skeleton_video`)."""
+        from lightact.inference.render import render_skeleton_video
+
+        window, stride, topk = self.check_options(window, stride, topk)
+        path = Path(source)
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise PredictionInputError(f"{path}: rendering draws on a video; this is not one")
+        annotation = self.video_annotation(path)
+        result = self._predict_items([_Input(str(path), annotation)], False, window, stride, topk, None)
+        render_skeleton_video(path, result if isinstance(result, list) else [result], annotation, out)
+        return result
+
+    def _predict_items(
+        self, inputs: list[_Input], many: bool, window: int | None, stride: int | None, topk: int, fps
+    ) -> Prediction | list[Prediction]:
         if self.separate_persons:
             split = [part for item in inputs for part in _each_person(item, single=not many)]
             many = many or len(split) > 1
@@ -291,6 +317,22 @@ class SkeletonRecognizer(Predictor):
         with torch.inference_mode():
             logits = self.model(*(torch.from_numpy(a).to(self.device) for a in inputs))
         return logits.float().cpu().numpy()
+
+    def set_video_options(
+        self, pose_fps: float | None = None, person_mode: str | None = None, **pose_options: Any
+    ) -> None:
+        """Change how videos are read: ``pose_fps`` (``None`` keeps the current rate, 0 poses every
+        frame), ``person_mode`` and other :class:`~lightact.data.skeleton.pose.PoseExtractor`
+        options (``second_search_every``, ...)."""
+        if person_mode is not None:
+            if person_mode not in PERSON_MODES:
+                raise ValueError(f"persons must be one of {', '.join(PERSON_MODES)}, got {person_mode!r}")
+            self.person_mode = person_mode
+        if pose_fps is not None:
+            if not (math.isfinite(pose_fps) and pose_fps >= 0):
+                raise ValueError(f"pose fps must be a positive number (0: every frame), got {pose_fps!r}")
+            self.pose_options["pose_fps"] = pose_fps or None
+        self.pose_options.update(pose_options)
 
     @property
     def separate_persons(self) -> bool:

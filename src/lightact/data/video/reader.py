@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +26,7 @@ __all__ = [
     "VideoDecodeError",
     "VideoInfo",
     "iter_frames",
+    "decode_timed",
     "iter_timed_frames",
     "prefetch",
     "scaled_size",
@@ -159,52 +160,66 @@ def iter_timed_frames(
     the kept frames follow the stream's own clock, also for a variable frame rate. Every frame is
     decoded (inter-frame codecs need them), but only kept ones are scaled and converted to RGB."""
     path = Path(path)
-    av = _av()
     container, stream = _open(path)
+    try:
+        yield from decode_timed(container, stream, str(path), max_side, fps)
+    finally:
+        container.close()
+
+
+def decode_timed(
+    container,
+    stream,
+    name: str,
+    max_side: int | None = None,
+    fps: float | None = None,
+    on_skip: Callable[[int, float], None] | None = None,
+) -> Iterator[TimedFrame]:
+    """:func:`iter_timed_frames` on an opened PyAV container (a file, a camera, a stream URL);
+    ``name`` names the source in errors; ``on_skip(index, time)`` is called for each frame that is
+    not due. The caller closes the container."""
+    av = _av()
     stream.thread_type = "AUTO"
     rate = _stream_fps(stream) or 25.0
     index, due = 0, 0.0
     first: float | None = None
     last: float | None = None
     ordered = True
-    try:
-        frames = container.decode(stream)
-        while True:
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            break
+        except (av.FFmpegError, OSError) as err:
+            raise VideoDecodeError(f"{name}: decoding failed at frame {index} ({err})") from err
+        # Timestamps, where the container has usable ones (a variable frame rate); an AVI with
+        # B-frames stores them in decoding order, and from the first one that goes backwards the
+        # frame index at the nominal rate is the clock.
+        stamp = float(frame.time) if frame.time is not None else None
+        if stamp is None or (last is not None and stamp <= last):
+            ordered = False
+        last = stamp
+        first = stamp if first is None else first
+        time = stamp - first if ordered and stamp is not None else index / rate
+        # Half a source frame of slack: a 30 fps stream sampled at 10 fps keeps every third frame.
+        if fps is None or time + 0.5 / rate >= due:
+            if fps is not None:
+                due = max(due + 1.0 / fps, time + 0.5 / fps)
+            width, height = scaled_size(frame.width, frame.height, max_side)
             try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except (av.FFmpegError, OSError) as err:
-                raise VideoDecodeError(f"{path}: decoding failed at frame {index} ({err})") from err
-            # Timestamps, where the container has usable ones (a variable frame rate); an AVI with
-            # B-frames stores them in decoding order, and from the first one that goes backwards
-            # the frame index at the nominal rate is the clock.
-            stamp = float(frame.time) if frame.time is not None else None
-            if stamp is None or (last is not None and stamp <= last):
-                ordered = False
-            last = stamp
-            first = stamp if first is None else first
-            time = stamp - first if ordered and stamp is not None else index / rate
-            # Half a source frame of slack: a 30 fps stream sampled at 10 fps keeps every third frame.
-            if fps is None or time + 0.5 / rate >= due:
-                if fps is not None:
-                    due = max(due + 1.0 / fps, time + 0.5 / fps)
-                width, height = scaled_size(frame.width, frame.height, max_side)
-                try:
-                    if (width, height) == (frame.width, frame.height):
-                        rgb = frame.to_ndarray(format="rgb24")
-                    else:
-                        rgb = frame.to_ndarray(
-                            width=width, height=height, format="rgb24", interpolation="AREA"
-                        )
-                except (av.FFmpegError, ValueError) as err:
-                    raise VideoDecodeError(f"{path}: cannot convert frame {index} to RGB ({err})") from err
-                yield TimedFrame(index, time, np.ascontiguousarray(rgb))
-            index += 1
-        if index == 0:
-            raise VideoDecodeError(f"{path}: no frame could be decoded")
-    finally:
-        container.close()
+                if (width, height) == (frame.width, frame.height):
+                    rgb = frame.to_ndarray(format="rgb24")
+                else:
+                    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+            except (av.FFmpegError, ValueError) as err:
+                raise VideoDecodeError(f"{name}: cannot convert frame {index} to RGB ({err})") from err
+            yield TimedFrame(index, time, np.ascontiguousarray(rgb))
+        elif on_skip is not None:
+            on_skip(index, time)
+        index += 1
+    if index == 0:
+        raise VideoDecodeError(f"{name}: no frame could be decoded")
 
 
 _DONE = object()
