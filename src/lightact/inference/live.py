@@ -293,6 +293,10 @@ def run_live(
     writer = None
     started = time.perf_counter()
     ended = "end of source"
+    warm_up = getattr(extractor, "warm_up", None)
+    if warm_up is not None:  # MediaPipe's start-up before the first frame is due, not on it
+        height, width = reader.size
+        warm_up(*_scaled(height or 360, width or 640, options.get("max_side", 640)))
     with _torch_threads(model_threads if recognizer.backend == "torch" else None):
         extractor.start()
         reader.start()
@@ -378,6 +382,13 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _scaled(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    from lightact.data.video.reader import scaled_size
+
+    w, h = scaled_size(width, height, max_side)
+    return h, w
 
 
 def _round(value: float | None) -> float | None:

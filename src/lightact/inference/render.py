@@ -302,12 +302,13 @@ def render_skeleton_video(
 
 
 def _person_tags(predictions: Sequence[Prediction]) -> dict[int, str]:
-    """The tag above each person: their id, and for an interaction the pair's ids."""
+    """The tag above each person: their id, with the partner's for an interaction ("P0 & P1")."""
     tags: dict[int, str] = {}
     for prediction in predictions:
         persons = prediction.persons or []
         for p in persons:
-            tags[p] = f"P{p}" if len(persons) == 1 else f"P{p} ({'+'.join(f'P{q}' for q in persons)})"
+            others = [f"P{q}" for q in persons if q != p]
+            tags[p] = f"P{p}" + (f" & {' & '.join(others)}" if others else "")
     return tags
 
 

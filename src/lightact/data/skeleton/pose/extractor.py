@@ -202,6 +202,16 @@ class PoseExtractor:
             found.append((xy, vis, world, box))
         return found
 
+    def warm_up(self, height: int = 360, width: int = 640) -> None:
+        """Run every slot's graph once on a blank frame, so that the first real frame does not pay
+        for MediaPipe's start-up (about a second; what a live source would drop frames for), then
+        forget it (:meth:`start`)."""
+        blank = np.zeros((height, width, 3), np.uint8)
+        for pose in self._slots:
+            pose.process(blank)
+        self._fresh = False
+        self.start()
+
     def start(self) -> None:
         """Begin a new video (or stream) for :meth:`track`: the graphs and the tracker forget the
         previous one."""
