@@ -32,20 +32,8 @@ SKELETON_DATA = {"test_transforms": TRANSFORMS, "clip_len": None, "max_frames": 
 
 
 @pytest.fixture(scope="module")
-def star_dir(tmp_path_factory, save_checkpoint):
-    torch.manual_seed(0)
-    kwargs = {
-        "num_classes": 4,
-        "layout": NTU25.to_dict(),
-        "in_channels": 9,
-        "dim": 16,
-        "depth": 1,
-        "heads": 2,
-    }
-    folder = tmp_path_factory.mktemp("star")
-    model = create_model("star_64", **{**kwargs, "layout": NTU25})
-    save_checkpoint(folder, model, "star_64", kwargs, list("abcd"), SKELETON_DATA)
-    return folder
+def star_dir(tmp_path_factory, save_star):
+    return save_star(tmp_path_factory.mktemp("star"), NTU25, "abcd", SKELETON_DATA, dim=16)
 
 
 @pytest.fixture(scope="module")

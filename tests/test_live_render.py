@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lightact.data.skeleton.layouts import MEDIAPIPE33, NTU25
 from lightact.inference import Recognizer
@@ -26,7 +25,6 @@ from lightact.inference.render import (
     render_skeleton_video,
 )
 from lightact.inference.results import ClassScore, Prediction, WindowPrediction
-from lightact.models.registry import create_model
 
 VIDEO_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
@@ -131,20 +129,10 @@ def test_text_grows_with_the_frame(height):
 
 
 @pytest.fixture(scope="module")
-def one_person_model(tmp_path_factory, save_checkpoint):
+def one_person_model(tmp_path_factory, save_star):
     """A STAR on the MediaPipe layout whose checkpoint says its training samples had one person."""
-    torch.manual_seed(0)
-    kwargs = {
-        "num_classes": 3,
-        "layout": MEDIAPIPE33.to_dict(),
-        "in_channels": 9,
-        "dim": 8,
-        "depth": 1,
-        "heads": 2,
-    }
-    model = create_model("star_64", **{**kwargs, "layout": MEDIAPIPE33})
     data = {"test_transforms": [], "clip_len": None, "max_frames": 300, "persons": 1, "fps": 30.0}
-    return save_checkpoint(tmp_path_factory.mktemp("one"), model, "star_64", kwargs, ["a", "b", "c"], data)
+    return save_star(tmp_path_factory.mktemp("one"), MEDIAPIPE33, "abc", data)
 
 
 def _two_people(frames=40):
@@ -177,14 +165,9 @@ def test_a_one_person_model_classifies_each_person_on_their_own(one_person_model
     assert together.persons == [0, 1]
 
 
-def test_a_two_person_model_classifies_the_pair(save_checkpoint, tmp_path):
-    torch.manual_seed(0)
-    kwargs = {"num_classes": 2, "layout": NTU25.to_dict(), "in_channels": 9, "dim": 8, "depth": 1, "heads": 2}
+def test_a_two_person_model_classifies_the_pair(save_star, tmp_path):
     data = {"test_transforms": [], "clip_len": None, "max_frames": 300, "persons": 2}
-    model = create_model("star_64", **{**kwargs, "layout": NTU25})
-    rec = Recognizer.from_checkpoint(
-        save_checkpoint(tmp_path, model, "star_64", kwargs, ["hug", "push"], data)
-    )
+    rec = Recognizer.from_checkpoint(save_star(tmp_path, NTU25, ["hug", "push"], data))
     keypoint = np.random.default_rng(1).normal(size=(2, 30, 25, 3)).astype(np.float32)
     prediction = rec.predict(keypoint)
     assert not rec.separate_persons and prediction.persons == [0, 1] and prediction.who == "persons 0+1"
