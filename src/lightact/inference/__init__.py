@@ -7,8 +7,11 @@ each importing only those listed after it:
 * this package: :class:`Recognizer`, :func:`predict_path` and the :data:`PREDICTORS` table;
 * ``skeleton``, ``video``, ``image``, ``longvideo``: one predictor per kind of input
   (``SkeletonRecognizer``, ``VideoRecognizer``, ``ImageRecognizer``, ``LongVideoRecognizer``);
+* ``live``: a skeleton model on a camera, stream or paced file (``predict --live``);
+* ``render``: the input with skeletons, ids and answers drawn on it (``predict --render``);
 * ``base``: what they share (:class:`~lightact.inference.base.Predictor`: checkpoint loading,
-  option checks, which files a folder gives);
+  option checks, which files a folder gives, rendering);
+* ``runtime``: an exported ``model.onnx`` as a predictor's model (ONNX Runtime, no torch);
 * ``files``: window starts and the per-file loop :func:`~lightact.inference.files.predict_each`;
 * ``results``: :class:`Prediction` and its parts, its JSON, table and timeline.
 """

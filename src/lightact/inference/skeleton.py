@@ -13,6 +13,23 @@ Input in another joint layout than the model's (a video gives MediaPipe's 33 lan
 by :func:`lightact.data.skeleton.retarget.retarget` where a mapping exists, and refused with a clear
 error where none does.
 
+Videos
+------
+A video is posed as :attr:`SkeletonRecognizer.pose_options` say (:data:`DEFAULT_POSE_OPTIONS`: 10
+poses per second, the second person searched every 5th posed frame while none is tracked, decoding
+overlapped; :meth:`~SkeletonRecognizer.set_video_options` changes them) and the poses are resampled
+to the frame rate of the model's training data (:attr:`~SkeletonRecognizer.fps`: the checkpoint's
+``data.fps``, else 30). :meth:`~SkeletonRecognizer.predict_and_render` also writes the video with
+the skeletons and answers drawn on it.
+
+Several people
+--------------
+A model whose training samples had one person each (the checkpoint's ``data.persons`` is 1)
+classifies each person of an input on their own: one :class:`Prediction` per person seen, its
+``persons`` naming them (``person_mode="each"`` forces this, ``"together"`` the opposite). Other
+models (two-person interactions, NTU's mix; older checkpoints that do not say) see everybody
+together, and their prediction's ``persons`` lists who was seen.
+
 Windows
 -------
 A clip of at most :data:`WHOLE_CLIP_MAX_FRAMES` (300, NTU's longest clips at 30 fps) frames is
