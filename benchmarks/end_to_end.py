@@ -1,19 +1,33 @@
-"""Video in, action out: where the time goes, per second of input video.
+"""Video in, action out: where the time goes, per second of input video, today's path against the new.
 
-For each clip: decoding (PyAV, streamed, downscaled), pose (MediaPipe, up to 2 people), the skeleton
-model (sliding windows), and the end-to-end real-time factor (processing seconds per second of video;
-below 1 is faster than real time). The baseline, measured in the same run, is the same path without
-the downscale: MediaPipe on full-resolution frames.
+Two paths per clip, measured in interleaved rounds (A, B, A, B, ...), each from the file to the
+windows' answers with the same skeleton model:
 
-    python benchmarks/end_to_end.py [VIDEO ...] [--checkpoint WORK_DIR] [--repeats 2]
+* ``full rate`` (today's settings): MediaPipe on every frame, the second person searched on every
+  frame where a first was found, decoding and pose one after the other;
+* ``new`` (lightact's defaults for a video): poses at ``--pose-fps`` (10), resampled to the model's
+  rate, the second person searched every ``--second-search-every`` (5) posed frames while none is
+  tracked, decoding in a thread ahead of pose.
 
-Without --checkpoint a randomly initialised STAR-64 is used: the model's cost does not depend on its
-weights.
+Per clip and path: decoding alone (seconds per second of video), decoding + pose (wall), the model
+(sliding windows), the total, the real-time multiple (video seconds per second of processing), the
+process's CPU seconds per video second (both threads; what an idle machine's wall time would be at
+best on one core), and how often the two paths' windows agree on the top-1 class (both on the
+model's frame grid with the same windows; a window seen by one path and not the other disagrees).
+The machine's load average is printed beside each clip: on a shared machine wall times are
+pessimistic and the ratios measured in one run are what to compare.
+
+    python benchmarks/end_to_end.py [VIDEO ...] [--checkpoint WORK_DIR] [--repeats 2] [--threads 1]
+
+Without --checkpoint a randomly initialised STAR-64 is used (its cost does not depend on its
+weights, but its answers are near-uniform, so the agreement figure needs a trained model).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -23,13 +37,15 @@ import torch
 from _common import format_table, machine_info
 
 from lightact.data.skeleton.layouts import NTU25
-from lightact.data.skeleton.pose import PoseExtractor
-from lightact.data.video import iter_frames, video_info
+from lightact.data.video import video_info
+from lightact.data.video.reader import iter_timed_frames
 from lightact.engine.checkpoint import save_weights
 from lightact.inference import Recognizer
+from lightact.inference.skeleton import DEFAULT_POSE_OPTIONS
 from lightact.models import create_model
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+FULL_RATE = {"pose_fps": None, "second_search_every": 1, "overlap": False}
 
 
 def random_checkpoint(folder: Path) -> Path:
@@ -44,29 +60,29 @@ def random_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def timed(fn):
+def measure(video: Path, recognizer, options: dict, window: int, stride: int) -> dict:
+    """One path on one clip: decode alone, decode + pose, model; and its windows' top-1."""
     start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+    for _ in iter_timed_frames(video, max_side=640, fps=options["pose_fps"]):
+        pass
+    decode = time.perf_counter() - start
+    recognizer.pose_options = dict(options)
+    cpu, start = time.process_time(), time.perf_counter()
+    annotation = recognizer.video_annotation(video)
+    pose = time.perf_counter() - start
+    start = time.perf_counter()
+    prediction = recognizer.predict({**annotation, "frame_dir": video.stem}, window=window, stride=stride)
+    model = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    top1 = {w.start_frame: (w.topk[0].index if w.has_person else None) for w in prediction.windows}
+    return {"decode": decode, "pose": pose, "model": model, "cpu": cpu, "top1": top1}
 
 
-def measure(video: Path, recognizer: Recognizer, max_side: int | None) -> dict[str, float]:
-    info = video_info(video)
-    frames, decode_s = timed(lambda: list(iter_frames(video, max_side=max_side)))
-    with PoseExtractor(max_persons=2, max_side=max_side) as extractor:
-        result, pose_s = timed(lambda: extractor.process_frames(frames, (info.height, info.width)))
-    annotation = {
-        "frame_dir": video.stem,
-        "total_frames": result.total_frames,
-        "label": -1,
-        "keypoint": result.keypoint,
-        "keypoint_score": result.keypoint_score,
-        "keypoint_3d": result.keypoint_3d,
-        "fps": info.fps,
-        "layout": "mediapipe33",
-    }
-    _, model_s = timed(lambda: recognizer.predict(annotation))
-    return {"decode": decode_s, "pose": pose_s, "model": model_s, "duration": info.duration}
+def agreement(a: dict[int, int | None], b: dict[int, int | None]) -> tuple[int, int]:
+    """Windows (by start frame, both paths) with the same top-1, and windows compared; windows nobody
+    is seen in by either path are not compared."""
+    common = [s for s in a if s in b and (a[s] is not None or b[s] is not None)]
+    return sum(a[s] == b[s] for s in common), len(common)
 
 
 def main() -> None:
@@ -74,46 +90,78 @@ def main() -> None:
     parser.add_argument("videos", nargs="*", type=Path)
     parser.add_argument("--checkpoint", type=Path, help="a trained work dir; default: random STAR-64")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--max-side", type=int, default=640)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--pose-fps", type=float, default=DEFAULT_POSE_OPTIONS["pose_fps"])
+    parser.add_argument(
+        "--second-search-every", type=int, default=DEFAULT_POSE_OPTIONS["second_search_every"]
+    )
+    parser.add_argument("--window", type=int, default=60, help="frames at the model's rate (default 60)")
+    parser.add_argument("--stride", type=int, default=15)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     videos = args.videos or sorted(SHARED_VIDEOS.glob("*.*"))
     if not videos:
         raise SystemExit(f"no videos given and none at {SHARED_VIDEOS}")
+    new = {
+        "pose_fps": args.pose_fps or None,
+        "second_search_every": args.second_search_every,
+        "overlap": True,
+    }
+    paths = {"full rate": FULL_RATE, "new": new}
 
     with tempfile.TemporaryDirectory() as tmp:
         recognizer = Recognizer.from_checkpoint(args.checkpoint or random_checkpoint(Path(tmp)))
         print("machine:", machine_info(torch.device("cpu")))
-        rows = []
+        print(f"new path: {new}; full rate: {FULL_RATE}; windows {args.window}/{args.stride} frames")
+        rows, records = [], []
         for video in videos:
             info = video_info(video)
-            runs: dict[str, list[dict[str, float]]] = {"ours": [], "full-res": []}
+            load_before = os.getloadavg()
+            runs: dict[str, list[dict]] = {name: [] for name in paths}
             for _ in range(args.repeats):  # interleaved, so load hits both paths alike
-                runs["ours"].append(measure(video, recognizer, args.max_side))
-                runs["full-res"].append(measure(video, recognizer, None))
+                for name, options in paths.items():
+                    runs[name].append(measure(video, recognizer, options, args.window, args.stride))
+            load_after = os.getloadavg()
+            same, compared = agreement(runs["full rate"][0]["top1"], runs["new"][0]["top1"])
             per_second = {
                 name: {
                     k: statistics.median(r[k] for r in rs) / info.duration
-                    for k in ("decode", "pose", "model")
+                    for k in ("decode", "pose", "model", "cpu")
                 }
                 for name, rs in runs.items()
             }
-            ours, base = per_second["ours"], per_second["full-res"]
-            rtf, base_rtf = sum(ours.values()), sum(base.values())
-            rows.append([
-                video.name, f"{info.width}x{info.height}", f"{info.duration:.1f}",
-                f"{ours['decode']:.3f}", f"{ours['pose']:.3f}", f"{ours['model']:.3f}", f"{rtf:.2f}",
-                f"{base_rtf:.2f}", f"{base_rtf / rtf:.2f}x",
-            ])  # fmt: skip
-    print(
-        f"\nseconds of processing per second of video (median of {args.repeats}); "
-        "RTF < 1 is faster than real time"
-    )
+            totals = {name: ps["pose"] + ps["model"] for name, ps in per_second.items()}
+            record = {
+                "video": video.name,
+                "size": f"{info.width}x{info.height}",
+                "duration_s": info.duration,
+                "load_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
+                "per_second_of_video": per_second,
+                "total": totals,
+                "x_real_time": {name: 1 / t for name, t in totals.items()},
+                "speed_up": totals["full rate"] / totals["new"],
+                "windows_agreeing": [same, compared],
+            }
+            records.append(record)
+            for name in paths:
+                ps, first = per_second[name], name == "full rate"
+                rows.append([
+                    video.name if first else "", f"{info.width}x{info.height}" if first else "", name,
+                    f"{ps['decode']:.3f}", f"{ps['pose']:.3f}", f"{ps['model']:.3f}",
+                    f"{totals[name]:.3f}", f"{1 / totals[name]:.2f}x", f"{ps['cpu']:.3f}",
+                    "" if first else f"{totals['full rate'] / totals['new']:.2f}x",
+                    "" if first else f"{same}/{compared} ({same / max(compared, 1):.0%})",
+                    f"{load_before[0]:.1f} -> {load_after[0]:.1f}" if first else "",
+                ])  # fmt: skip
+    print(f"\nseconds of processing per second of video (median of {args.repeats} interleaved rounds)")
     print(format_table(
-        ["video", "size", "length s", "decode", "pose", "model", "RTF", "full-res RTF", "speed-up"], rows
+        ["video", "size", "path", "decode", "decode+pose", "model", "total", "real time", "CPU s/s",
+         "speed-up", "windows agreeing", "load 1 min"],
+        rows,
     ))  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(records, indent=2))
 
 
 if __name__ == "__main__":

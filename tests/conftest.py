@@ -74,3 +74,20 @@ def save_checkpoint():
         return directory
 
     return save
+
+
+@pytest.fixture(scope="session")
+def save_star(save_checkpoint):
+    """``save_star(directory, layout, classes, data, dim=8)``: a small random STAR (one block, two
+    heads, seed 0) on ``layout`` saved with :func:`save_checkpoint`'s description. Returns
+    ``directory``."""
+    from lightact.models.registry import create_model
+
+    def save(directory, layout, classes, data, dim=8):
+        torch.manual_seed(0)
+        kwargs = {"num_classes": len(classes), "layout": layout.to_dict(), "in_channels": 9, "dim": dim}
+        kwargs.update(depth=1, heads=2)
+        model = create_model("star_64", **{**kwargs, "layout": layout})
+        return save_checkpoint(directory, model, "star_64", kwargs, list(classes), data)
+
+    return save

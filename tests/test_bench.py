@@ -171,7 +171,8 @@ def test_model_names_resolve_with_canonical_inputs():
     star = resolve("star_64")
     x, clip_ids = star.inputs(3)
     assert x.shape == (600, 25, 9) and clip_ids.tolist() == [0] * 200 + [1] * 200 + [2] * 200
-    assert [c.shape for c in star.onnx_calls(star.inputs(3))] == [(200, 25, 9)] * 3
+    ((padded, lengths),) = star.onnx_calls(star.inputs(3))  # one call: padded clips and their lengths
+    assert padded.shape == (3, 200, 25, 9) and lengths.tolist() == [200, 200, 200]
     assert resolve("stgcn").inputs(1)[0].shape == (1, 3, 300, 25, 2)
     assert resolve("timm/test_vit").inputs(2)[0].shape == (2, 3, 160, 160)
     assert resolve("star_64", shape=(50, 25, 9)).inputs(2)[0].shape == (100, 25, 9)
@@ -236,7 +237,7 @@ def test_cli_smoke_two_tiny_models_two_backends(tmp_path):
     out = tmp_path / "bench"
     args = [
         "bench", "star_64", "timm/test_vit", "--shape", "star_64=24x25x9",
-        "--backend", "eager", "onnxruntime", "--batch", "1", "2",
+        "--backend", "eager", "onnxruntime", "onnxruntime-int8", "--batch", "1", "2",
         "--warmup", "1", "--repeats", "2", "--min-repeats", "1", "--budget", "0.5",
         "--warmup-time", "0", "--min-time", "0", "--rounds", "2",
         "--threads", "1", "--no-calibrate", "--out", str(out),
@@ -245,13 +246,14 @@ def test_cli_smoke_two_tiny_models_two_backends(tmp_path):
     assert result.exit_code == 0, result.output
     with (out / "bench.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8, rows
+    assert len(rows) == 12, rows
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
     assert {(r["model"], r["backend"]) for r in rows} == {
-        (m, b) for m in ("star_64", "timm/test_vit") for b in ("eager", "onnxruntime")
+        (m, b) for m in ("star_64", "timm/test_vit") for b in ("eager", "onnxruntime", "onnxruntime-int8")
     }
+    assert all("int8 dynamic quantization" in r["note"] for r in rows if r["backend"] == "onnxruntime-int8")
     assert all(float(r["latency_ms_median"]) > 0 and float(r["gflops"]) > 0 for r in rows)
     assert all(r["rounds"] == "2" and float(r["round_drift_pct"]) >= 0 for r in rows)
-    assert [r["model"] for r in rows[:4]] == ["star_64"] * 4  # the order asked for, not the timing order
+    assert [r["model"] for r in rows[:6]] == ["star_64"] * 6  # the order asked for, not the timing order
     assert (out / "bench.md").is_file() and (out / "latency_by_backend.png").is_file()
     assert (out / "onnx" / "star_64.onnx").is_file()

@@ -22,7 +22,7 @@ from lightact.export.onnx import export_target_onnx, parse_dynamic
 from lightact.models.composite import CompositeVideoTransformer
 from lightact.models.registry import _REGISTRY, create_model, model_entry, register_model
 from lightact.models.spec import BatchedInput, ModelSpec
-from lightact.models.star import STAR, SingleClipSTAR
+from lightact.models.star import STAR, SingleClipSTAR, pad_packed
 from lightact.models.stgcn import STGCN
 
 
@@ -39,20 +39,27 @@ def test_single_clip_star_equals_the_packed_forward(segment_length):
 
 
 @pytest.mark.parametrize("segment_length", [None, 6])
-def test_star_exports_with_a_dynamic_number_of_frames(tmp_path, segment_length):
+def test_star_exports_several_clips_per_call(tmp_path, segment_length):
     torch.manual_seed(0)
     model = STAR(num_classes=5, dim=16, depth=1, heads=2, segment_length=segment_length).eval()
     target = model_entry("star_64").export_target(model)
-    assert target.axis_names == ["frames"] and "one clip" in target.note
-    result = export_target_onnx(target, tmp_path / "star.onnx", ["frames"])
-    assert result.input_shapes_checked == [[200, 25, 9], [137, 25, 9]]
+    assert target.axis_names == ["batch", "frames"] and target.input_names == ["x", "lengths"]
+    result = export_target_onnx(target, tmp_path / "star.onnx", ["batch", "frames"])
+    assert result.input_shapes_checked == [[2, 200, 25, 9], [3, 137, 25, 9]]
     assert result.worst_diff <= 1e-4
-    # A third length the export never saw: still PyTorch's answer.
+    # Clip counts and lengths the export never saw, padded to the longest: each row is PyTorch's
+    # answer on that clip alone.
     session = ort_session(result.path)
-    x = torch.randn(31, 25, 9)
+    lengths = [31, 5, 17, 1]
+    clips = [torch.randn(n, 25, 9) for n in lengths]
+    x, got_lengths = pad_packed(
+        torch.cat(clips), torch.repeat_interleave(torch.arange(4), torch.tensor(lengths))
+    )
+    assert got_lengths.tolist() == lengths
+    got = session.run(None, {"x": x.numpy(), "lengths": got_lengths.numpy()})[0]
     with torch.no_grad():
-        expected = model(x, torch.zeros(31, dtype=torch.long)).numpy()
-    np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], expected, atol=1e-4)
+        expected = torch.cat([model(c, torch.zeros(len(c), dtype=torch.long)) for c in clips]).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_stgcn_exports_with_dynamic_batch_frames_and_persons(tmp_path):
@@ -108,7 +115,12 @@ def test_a_trace_that_freezes_a_size_fails_loudly(tmp_path):
     path = tmp_path / "bad.onnx"
     with pytest.raises(ExportParityError) as err:
         export_onnx(
-            FrozenBatch(), torch.ones(1, 3), path, dynamic_axes={0: "batch"}, verify_inputs=[torch.ones(2, 3)]
+            FrozenBatch(),
+            torch.ones(1, 3),
+            path,
+            dynamic_axes={0: "batch"},
+            verify_inputs=[torch.ones(2, 3)],
+            exporter="legacy",  # torch.export keeps the size symbolic; tracing freezes it
         )
     assert err.value.max_abs_diff == pytest.approx(1.0)
     assert "> 0.0001" in str(err.value)
@@ -117,8 +129,8 @@ def test_a_trace_that_freezes_a_size_fails_loudly(tmp_path):
 
 def test_asking_for_an_axis_the_model_lacks_is_an_error():
     target = model_entry("star_64").export_target(STAR(num_classes=3, dim=16, depth=1, heads=2))
-    with pytest.raises(NotExportable, match="no dynamic axis batch.*one clip"):
-        parse_dynamic("batch,frames", target)
+    with pytest.raises(NotExportable, match="no dynamic axis persons.*PaddedSTAR"):
+        parse_dynamic("batch,persons", target)
     assert parse_dynamic("frames", target) == ["frames"]
 
 
@@ -148,16 +160,13 @@ def test_cli_export_writes_a_verified_file_and_its_description(tmp_path):
     assert result.exit_code == 0, result.output
     assert "max |diff|" in result.output and out.is_file()
     meta = json.loads(out.with_name("star.onnx.json").read_text())
-    assert meta["meta"]["input"]["dynamic"] == {"0": "frames"} and meta["input_shapes_checked"][1] == [
-        137,
-        25,
-        9,
-    ]
+    assert meta["meta"]["input"]["dynamic"] == {"1": "frames"}
+    assert meta["input_shapes_checked"][1] == [2, 137, 25, 9]
 
     bad = CliRunner().invoke(
-        app, ["export", "star_64", "--dynamic", "batch", "--out", str(tmp_path / "x.onnx")]
+        app, ["export", "star_64", "--dynamic", "persons", "--out", str(tmp_path / "x.onnx")]
     )
-    assert bad.exit_code == 1 and "no dynamic axis batch" in bad.output
+    assert bad.exit_code == 1 and "no dynamic axis persons" in bad.output
 
 
 def test_a_checkpoint_exports_beside_its_weights(tmp_path):

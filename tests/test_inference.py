@@ -149,8 +149,9 @@ def fake_pose(monkeypatch):
     module.calls = []
     module.result = None
 
-    def extract_pose(video, max_persons=2, max_side=640):
+    def extract_pose(video, max_persons=2, max_side=640, **options):
         module.calls.append(video)
+        module.options = options
         return module.result
 
     module.extract_pose = extract_pose
@@ -182,7 +183,13 @@ def test_the_checkpoint_alone_carries_the_test_pipeline(work_dir, tmp_path):
     from lightact.engine.checkpoint import read_meta
 
     data = read_meta(work_dir / "model.safetensors")["data"]
-    expected = {"test_transforms": SkeletonDataConfig().test_transforms, "clip_len": None, "max_frames": 300}
+    expected = {
+        "test_transforms": SkeletonDataConfig().test_transforms,
+        "clip_len": None,
+        "max_frames": 300,
+        "persons": 2,  # the embedded set has two-person interactions
+        "fps": None,  # its annotations do not say (a predictor takes 30 fps)
+    }
     assert data == expected
     # Copied without its work directory, or beside a config.yaml that says otherwise, the weights
     # still classify as the run evaluated.
@@ -425,18 +432,23 @@ def test_video_is_posed_and_retargeted(recognizer, clips, fake_pose, tmp_path):
     fake_pose.result = _mediapipe_annotation(ntu, fps=25.0)
     pred = recognizer.predict(video, topk=3)
     assert fake_pose.calls == [str(video)]
+    # Poses at 10 per second, the second person searched every 5th, decoding overlapped.
+    assert fake_pose.options == {"pose_fps": 10.0, "second_search_every": 5, "overlap": True}
+    # The 25 fps poses reach the model at the 30 fps it was trained at.
     assert (pred.layout, pred.input_layout, pred.fps, pred.source) == (
         "ntu25",
         "mediapipe33",
-        25.0,
+        30.0,
         str(video),
     )
     assert pred.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    assert pred.windows[0].end_time == pytest.approx(ntu.shape[1] / 25)
-    # Identical to classifying the retargeted skeleton directly.
+    frames = int((ntu.shape[1] - 1) / 25 * 30) + 1
+    assert pred.num_frames == frames and pred.windows[0].end_time == pytest.approx(frames / 30)
+    # Identical to classifying the resampled, retargeted skeleton directly.
+    from lightact.data.skeleton.resample import resample_poses
     from lightact.data.skeleton.retarget import retarget
 
-    direct = recognizer.predict(retarget(fake_pose.result, "ntu25"), fps=25)
+    direct = recognizer.predict(retarget(resample_poses(fake_pose.result, 30.0), "ntu25"), fps=30)
     np.testing.assert_allclose(pred.probabilities, direct.probabilities)
 
     preds = predict_path(recognizer, tmp_path, out_dir=tmp_path / "out")
@@ -463,7 +475,9 @@ def test_video_for_a_mediapipe_model_uses_image_keypoints_and_scores(tmp_path, c
     fake_pose.result = _mediapipe_annotation(clips[0]["keypoint"][:1])
     pred = rec.predict(video)
     assert pred.input_layout is None and pred.classes == ["a", "b", "c"]
-    ann = fake_pose.result
+    from lightact.data.skeleton.resample import resample_poses
+
+    ann = resample_poses(fake_pose.result, 30.0)  # 25 fps poses at the model's 30 fps
     direct = rec.predict({"keypoint": ann["keypoint"], "keypoint_score": ann["keypoint_score"]})
     np.testing.assert_allclose(pred.probabilities, direct.probabilities)
     # An NTU skeleton cannot be read by it.
@@ -490,7 +504,7 @@ def test_video_without_the_pose_extractor(recognizer, monkeypatch, tmp_path):
     # The module imports but MediaPipe is missing when it runs.
     module = types.ModuleType("lightact.data.skeleton.pose")
 
-    def extract_pose(video, max_persons=2, max_side=640):
+    def extract_pose(video, max_persons=2, max_side=640, **options):
         raise ImportError("pose extraction needs MediaPipe: pip install 'lightact[pose]'")
 
     module.extract_pose = extract_pose

@@ -30,10 +30,10 @@ def test_predict_on_a_real_video(video, trained_work_dir, tmp_path):
     (prediction,) = predict_path(trained_work_dir, video, window=48, stride=24, topk=3, out_dir=tmp_path)
     assert prediction.label in prediction.classes
     assert np.isclose(sum(prediction.probabilities), 1.0, atol=1e-4)
-    assert prediction.fps == pytest.approx(info.fps, rel=0.01)
+    assert prediction.fps == 30.0  # poses resampled to the embedded set's rate, the model's
     assert len(prediction.windows) >= 1
     for window in prediction.windows:
-        assert 0 <= window.start_time < window.end_time <= info.duration + 1.0 / info.fps
+        assert 0 <= window.start_time < window.end_time <= info.duration + 1.0 / 30
     saved = json.loads((tmp_path / f"{video.stem}.json").read_text())
     assert saved["topk"][0]["label"] == prediction.label
     assert (tmp_path / f"{video.stem}_timeline.png").stat().st_size > 10_000

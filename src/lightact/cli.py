@@ -38,8 +38,8 @@ app.add_typer(weights_app, name="weights")
 # Everything is printed literally (markup=False): class names, paths and messages may hold brackets
 # ("pip install 'lightact[pose]'"), which rich markup would swallow. Long lines stay whole
 # (soft_wrap), so paths can be copied.
-console = Console(soft_wrap=True, markup=False, highlight=False)
-errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ConfigArg = Annotated[
     Path | None,
@@ -239,7 +239,9 @@ def evaluate(
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
-    input: Annotated[Path, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")],
+    input: Annotated[
+        Path | None, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")
+    ] = None,
     window: Annotated[
         int | None,
         typer.Option(help="Window length: frames (skeletons, clips) or seconds (long videos)."),
@@ -253,22 +255,69 @@ def predict(
     ),
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     show_windows: Annotated[bool, typer.Option("--windows", help="Print every window's top-k.")] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnxruntime: the work dir's model.onnx (lightact export) or a .onnx file."
+        ),
+    ] = "torch",
+    render: Annotated[
+        Path | None,
+        typer.Option(help="Also write the input with skeletons, ids and actions drawn on it (.mp4)."),
+    ] = None,
+    pose_fps: Annotated[
+        float | None,
+        typer.Option(help="Skeleton models on video: poses per second (default 10; 0 = every frame)."),
+    ] = None,
+    persons: Annotated[
+        str,
+        typer.Option(help="Skeleton models: auto, each (every person on their own) or together."),
+    ] = "auto",
+    live: Annotated[
+        str | None,
+        typer.Option(help="Classify a live source: /dev/video0 or a camera index, a stream URL, or a file."),
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="With --live: stop after this many seconds (default: Ctrl-C).")
+    ] = None,
 ) -> None:
     """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
-    models, as clips for video models, as features for long-video models), skeleton files, images."""
+    models, as clips for video models, as features for long-video models), skeleton files, images.
+    With --live, a camera, stream or file as it plays (skeleton models; Ctrl-C ends it)."""
+    import json
     import pickle
 
-    from lightact.inference import predict_path
+    from lightact.inference import Recognizer, predict_path
 
+    if (input is None) == (live is None):
+        raise fail("give an INPUT or --live SOURCE (one of them)")
     try:
+        recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
+        if recognizer.modality == "skeleton":
+            recognizer.set_video_options(pose_fps=pose_fps, person_mode=persons)
+        elif pose_fps is not None or persons != "auto" or live is not None:
+            raise ValueError(
+                f"--pose-fps, --persons and --live need a skeleton model; this is a {recognizer.modality} one"
+            )
+        if live is not None:
+            from lightact.inference.live import run_live
+
+            summary = run_live(
+                recognizer, live, window=window, stride=stride, topk=topk, render=render, out_dir=out,
+                seconds=seconds, echo=console.print,
+            )  # fmt: skip
+            console.print(json.dumps(summary, indent=2))
+            return
         predictions = predict_path(
-            checkpoint, input, window, stride, topk, out, device=device, skip_errors=True
+            recognizer, input, window, stride, topk, out, device=device, skip_errors=True, render=render
         )
     except (ValueError, OSError, pickle.UnpicklingError) as err:
         raise fail(err) from None
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
     console.print(f"JSON and timeline PNGs in {out}")
+    if render is not None:
+        console.print(f"rendered: {render}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -334,16 +383,31 @@ def export(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     dynamic: Annotated[
-        str | None, typer.Option(help="Dynamic axes, comma-separated (batch, frames, persons) or 'all'.")
+        str | None,
+        typer.Option(
+            help="Dynamic axes, comma-separated (batch, frames, persons); default all, 'none' static."
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="File to write; with --all, a folder.")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    out: Annotated[
+        Path | None, typer.Option(help="File to write (.onnx added when missing); with --all, a folder.")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     tolerance: Annotated[float, typer.Option(help="Max |onnxruntime - torch| allowed.")] = 1e-4,
     all_models: Annotated[
         bool, typer.Option("--all", help="Try every registered model; list exportable or not, and why.")
     ] = False,
+    exporter: Annotated[
+        str,
+        typer.Option(help="auto (torch's current exporter, the legacy one where it fails), dynamo, legacy."),
+    ] = "auto",
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="int8: also write <name>.int8.onnx (dynamic quantization) and its accuracy."),
+    ] = None,
 ) -> None:
-    """Export to ONNX and verify with ONNX Runtime on two input sizes; fails (exit 1) on any mismatch."""
+    """Export to ONNX and verify with ONNX Runtime on two input sizes; fails (exit 1) on any mismatch.
+    A checkpoint's export carries its class names, input layout and preprocessing in the graph's
+    metadata: `lightact predict --backend onnxruntime` runs from it without torch."""
     from lightact.export import ExportError, check_all_models, export_model
 
     if format != "onnx":
@@ -351,27 +415,70 @@ def export(
     if all_models:
         rows = check_all_models(out or Path("onnx_export_check"), tolerance=tolerance)
         table = Table(title=f"ONNX export of every registered model (tolerance {tolerance:g})")
-        for column in ("model", "status", "dynamic axes", "checked inputs", "max |diff|", "reason"):
+        for column in (
+            "model",
+            "status",
+            "exporter",
+            "dynamic axes",
+            "checked inputs",
+            "max |diff|",
+            "reason",
+        ):
             table.add_column(column)
         for row in rows:
             diff = f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else ""
-            table.add_row(row["model"], row["status"], row["dynamic"], row["checked"], diff, row["reason"])
+            table.add_row(
+                row["model"],
+                row["status"],
+                row["exporter"],
+                row["dynamic"],
+                row["checked"],
+                diff,
+                row["reason"],
+            )
         console.print(table)
         return
     if source is None:
         raise fail("give a model name or checkpoint, or --all")
     try:
-        result = export_model(source, out, dynamic, tolerance=tolerance, opset=opset)
+        result = export_model(
+            source, out, dynamic, tolerance=tolerance, opset=opset, exporter=exporter, quantize=quantize
+        )
     except (ExportError, KeyError, FileNotFoundError, ValueError) as err:
         raise fail(f"export failed: {err}", 1) from None
+    _print_export(result)
+
+
+def _print_export(result) -> None:
+    """What an export wrote, which exporter, its parity, warnings and the int8 model's figures."""
     shapes = " and ".join("x".join(map(str, s)) for s in result.input_shapes_checked)
-    axes = ", ".join(result.dynamic_axes.values()) or "none (static shapes)"
+    axes = sorted({n for i in result.meta["onnx"]["inputs"] for n in i["dynamic"].values()})
+    which = "torch's current exporter (dynamo)" if result.exporter == "dynamo" else "the legacy exporter"
     console.print(
-        f"wrote {result.path} (opset {result.opset}, dynamic: {axes}); onnxruntime matches torch on "
-        f"{shapes}: max |diff| {result.worst_diff:.1e} <= {result.tolerance:g}",
+        f"wrote {result.path} with {which} (opset {result.opset}, dynamic: {', '.join(axes) or 'none'}); "
+        f"onnxruntime matches torch on {shapes}: max |diff| {result.worst_diff:.1e} <= {result.tolerance:g}"
     )
+    if result.fallback:
+        console.print(f"the current exporter was not used: {result.fallback}")
+    if result.meta.get("classes"):
+        console.print(f"metadata: {len(result.meta['classes'])} class names, input layout and preprocessing")
+    for line in result.warnings:
+        console.print(f"exporter warning: {line}")
     if result.note:
         console.print(result.note)
+    q = result.quantized
+    if q:
+        console.print(
+            f"wrote {q['path']} ({q['method']}; max |int8 - torch| {q['max_abs_diff_vs_torch']:.2g})"
+        )
+        acc = q.get("accuracy")
+        if acc:
+            console.print(
+                f"top-1 on {acc['split']} ({acc['samples']} samples): torch {acc['top1_torch']:.2%}, "
+                f"fp32 onnx {acc['top1_fp32']:.2%}, int8 {acc['top1_int8']:.2%}"
+            )
+        else:
+            console.print(f"accuracy {q.get('accuracy_note', 'not measured')}")
 
 
 @weights_app.command("inspect")

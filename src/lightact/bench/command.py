@@ -38,8 +38,8 @@ def parser() -> argparse.ArgumentParser:
         "--backend",
         nargs="+",
         default=["eager"],
-        choices=["eager", "compile", "onnxruntime"],
-        help="backends (default eager)",
+        choices=["eager", "compile", "onnxruntime", "onnxruntime-int8"],
+        help="backends (default eager); onnxruntime-int8: the ONNX export, dynamically quantized to int8",
     )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -87,8 +87,8 @@ def expand(names: list[str] | tuple[str, ...]) -> list[str]:
 @dataclass
 class BenchModel:
     """A model ready to time. ``inputs(batch)`` gives the forward arguments for ``batch`` samples;
-    ``onnx_calls(inputs)`` turns them into the ONNX session's calls (one call per sample for models
-    whose export takes one sample at a time)."""
+    ``onnx_calls(inputs)`` turns them into the ONNX session's calls, one tuple of inputs each (STAR's
+    padded form: one call with the padded clips and their lengths)."""
 
     name: str
     module: nn.Module
@@ -99,9 +99,11 @@ class BenchModel:
     input_desc: str
     inputs: Callable[[int], tuple[Tensor, ...]]
     onnx_module: nn.Module | None = None
-    onnx_axes: dict[int, str] = field(default_factory=lambda: {0: "batch"})
-    onnx_calls: Callable[[tuple[Tensor, ...]], list[Tensor]] = lambda inputs: [inputs[0]]
-    onnx_alternate: Callable[[], Tensor] | None = None  # a second, differently sized input to verify on
+    onnx_names: list[str] = field(default_factory=lambda: ["x"])  # the exported graph's inputs
+    onnx_axes: dict[str, dict[int, str]] = field(default_factory=lambda: {"x": {0: "batch"}})
+    onnx_calls: Callable[[tuple[Tensor, ...]], list[tuple[Tensor, ...]]] = lambda inputs: [(inputs[0],)]
+    # A second, differently sized input of the exported graph to verify on.
+    onnx_alternate: Callable[[], tuple[Tensor, ...]] | None = None
     not_onnx: str | None = None  # why there is no ONNX path
     note: str = ""
 
@@ -179,11 +181,12 @@ def _lightact(name: str, shape: tuple[int, ...] | None) -> BenchModel:
         bench.not_onnx = str(err)
         return bench
     bench.onnx_module = target.module
-    if target.feeds is not None:  # the export takes one sample per call
-        bench.onnx_axes = target.axes
+    bench.onnx_names = target.input_names
+    if target.feeds is not None:  # the export takes other inputs than the model
+        bench.onnx_axes = target.input_axes(target.axis_names)
         bench.onnx_calls = target.calls
         bench.onnx_alternate = lambda: target.example(target.alternate_sizes(target.axis_names), seed=1)
-        bench.note = f"onnxruntime runs one sample per call ({target.note.split(':')[0]})"
+        bench.note = f"onnxruntime: {target.note.split(':')[0]}"
     elif target.axes.get(0) != "batch":
         raise KeyError(f"{name}: its export has no batch axis; the benchmark cannot batch it")
     return bench

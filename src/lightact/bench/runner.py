@@ -6,7 +6,9 @@ Backends:
 * ``compile``: ``torch.compile`` (inductor; on CPU it needs a C++ compiler). The first call compiles
   and is reported separately (``setup_s``), never as a latency sample;
 * ``onnxruntime``: the model exported by :mod:`lightact.export.onnx` (verified against PyTorch
-  first) and run by an ONNX Runtime session with the same thread count.
+  first) and run by an ONNX Runtime session with the same thread count;
+* ``onnxruntime-int8``: that export after ONNX Runtime's dynamic int8 quantization
+  (:mod:`lightact.export.quantize`), its largest difference from PyTorch in the row's note.
 
 Every backend of every model is built first (compiled, exported), then the timed calls run in
 rounds over all of them (:mod:`lightact.bench.protocol`), then memory and the optional training step
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +37,7 @@ from lightact.bench.memory import PeakMemory, peak_memory
 from lightact.bench.models import BenchModel, resolve
 from lightact.bench.protocol import BUSY_CORES, BenchSpec, Timing, measure, wait_until_quiet
 
-BACKENDS = ("eager", "compile", "onnxruntime")
+BACKENDS = ("eager", "compile", "onnxruntime", "onnxruntime-int8")
 
 
 def _first_line(err: BaseException) -> str:
@@ -97,19 +100,29 @@ def _compiled(bench: BenchModel, device: torch.device, batches: Sequence[int]) -
 
 
 def _onnxruntime(
-    bench: BenchModel, device: torch.device, batches: Sequence[int], threads: int, onnx_dir: Path
+    bench: BenchModel,
+    device: torch.device,
+    batches: Sequence[int],
+    threads: int,
+    onnx_dir: Path,
+    quantize: bool = False,
 ) -> _Backend:
-    """Export (verified against PyTorch) and open a session. A model whose graph cannot take a dynamic
-    batch axis is exported once per batch size with static shapes instead, and the row says so."""
-    from lightact.export.onnx import export_onnx, ort_session
+    """Export (verified against PyTorch) and open a session; with ``quantize``, of the int8 model
+    ONNX Runtime's dynamic quantization makes of it (its largest difference from PyTorch is in the
+    row's note). A model whose graph cannot take a dynamic batch axis is exported once per batch
+    size with static shapes instead, and the row says so."""
+    from lightact.export.onnx import export_onnx
+    from lightact.export.quantize import int8_path, quantize_int8
+    from lightact.export.session import ort_session
     from lightact.models.spec import NotExportable
 
     if bench.onnx_module is None:
         raise RuntimeError(f"no ONNX export: {bench.not_onnx or 'the model declares none'}")
     module = bench.onnx_module.cpu()
+    names = bench.onnx_names
     inputs = {b: bench.inputs(b) for b in batches}
-    calls = {b: [t.numpy() for t in bench.onnx_calls(inputs[b])] for b in batches}
-    example = bench.onnx_calls(inputs[min(batches)])[0]
+    calls = {b: bench.onnx_calls(inputs[b]) for b in batches}
+    example = calls[min(batches)][0]
     verify = []
     if bench.onnx_alternate is not None:
         verify.append(bench.onnx_alternate())
@@ -118,29 +131,47 @@ def _onnxruntime(
     stem = bench.name.replace("/", "__")
     start = time.perf_counter()
     note = ""
+
+    def open_session(path: Path):
+        if quantize:
+            path = quantize_int8(path, int8_path(path))
+        return ort_session(path, threads=threads, device=device.type)
+
     try:
+        path = onnx_dir / f"{stem}.onnx"
         export_onnx(
-            module, example, onnx_dir / f"{stem}.onnx", dynamic_axes=bench.onnx_axes, verify_inputs=verify
+            module, example, path, input_axes=bench.onnx_axes, input_names=names, verify_inputs=verify
         )
-        session = ort_session(onnx_dir / f"{stem}.onnx", threads=threads, device=device.type)
-        sessions = dict.fromkeys(batches, session)
+        sessions = dict.fromkeys(batches, open_session(path))
     except NotExportable as err:
-        if bench.onnx_axes != {0: "batch"}:
+        if bench.onnx_axes != {names[0]: {0: "batch"}}:
             raise
         note = f"static-shape export per batch size (dynamic batch failed: {err})"
         sessions = {}
         for b in batches:
-            x = bench.onnx_calls(inputs[b])[0]
+            x = calls[b][0]
             path = onnx_dir / f"{stem}_b{b}.onnx"
-            export_onnx(module, x, path, verify_inputs=[torch.randn_like(x)])
-            sessions[b] = ort_session(path, threads=threads, device=device.type)
+            export_onnx(
+                module, x, path, input_names=names, verify_inputs=[tuple(torch.randn_like(t) for t in x)]
+            )
+            sessions[b] = open_session(path)
     setup = time.perf_counter() - start
+    feeds = {
+        b: [dict(zip(names, (t.numpy() for t in call), strict=True)) for call in calls[b]] for b in batches
+    }
+    if quantize:
+        with torch.no_grad():
+            expected = torch.cat([module(*call) for call in calls[max(batches)]]).numpy()
+        got = np.concatenate([sessions[max(batches)].run(None, f)[0] for f in feeds[max(batches)]])
+        note = (
+            note + "; " if note else ""
+        ) + f"int8 dynamic quantization, max |int8 - torch| {abs(got - expected).max():.2g}"
 
     def call(batch: int):
-        feeds, session = calls[batch], sessions[batch]
+        batch_feeds, session = feeds[batch], sessions[batch]
 
         def run():
-            return [session.run(None, {"x": x}) for x in feeds]
+            return [session.run(None, f) for f in batch_feeds]
 
         return run
 
@@ -232,7 +263,8 @@ def _prepare_model(
             elif backend == "compile":
                 runner = _compiled(bench, device, batches)
             else:
-                runner = _onnxruntime(bench, device, batches, threads, onnx_dir)
+                quantize = backend == "onnxruntime-int8"
+                runner = _onnxruntime(bench, device, batches, threads, onnx_dir, quantize)
         except Exception as err:
             reason = _first_line(err)
             log(f"  {backend} failed: {reason}")
@@ -286,7 +318,8 @@ def _finish(
     """Memory, statistics and the optional training step into the job's row."""
     row, timing = job.row, job.timing
     memory = job.memory if job.memory is not None else peak_memory(job.fn, device)
-    if job.backend == "onnxruntime" and device.type == "cuda":
+    onnx = job.backend.startswith("onnxruntime")
+    if onnx and device.type == "cuda":
         memory = PeakMemory(None, "not measured: onnxruntime CUDA memory is outside torch")
     elif job.runner.memory_first:
         method = "first call of a fresh onnxruntime session, its arena grows in chunks; "
@@ -315,7 +348,7 @@ def _finish(
         achieved = job.flops.flops * job.batch / stats.median
         row["achieved_gflops_per_s"] = achieved / 1e9
         row["peak_fraction"] = achieved / peak_flops if peak_flops else None
-    if job.backend == "onnxruntime" and job.bench.onnx_axes.get(0) != "batch":
+    if onnx and job.bench.note:
         row["note"] = job.bench.note
     if job.runner.note:
         row["note"] = job.runner.note

@@ -23,7 +23,7 @@ from lightact.data.skeleton.layouts import Layout
 from lightact.models.weights import resolve_weights_path
 from lightact.utils import atomic_write
 
-__all__ = ["AtomicCheckpointIO", "load_model", "read_meta", "save_weights"]
+__all__ = ["AtomicCheckpointIO", "inference_pipeline", "load_model", "read_meta", "save_weights"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,3 +70,35 @@ def load_model(work_dir_or_file: str | Path) -> tuple[nn.Module, dict[str, Any]]
             f"unexpected {sorted(unexpected)[:5]}"
         )
     return model.eval(), meta
+
+
+def inference_pipeline(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What a skeleton data module's ``inference_meta`` records (``test_transforms``, ``clip_len``,
+    ``max_frames``): from the checkpoint, else from the ``config.yaml`` of a run saved before
+    checkpoints held it; ``None`` when neither has it."""
+    data = meta.get("data")
+    if isinstance(data, dict) and "test_transforms" in data:
+        return data
+    config = saved_config(path)
+    if not config:
+        return None
+    saved = config.get("data") or {}
+    return {
+        "test_transforms": saved.get("test_transforms"),
+        "clip_len": (config.get("eval") or {}).get("clip_len"),
+        "max_frames": saved.get("max_frames"),
+    }
+
+
+def saved_config(path: Path) -> dict[str, Any]:
+    """The raw ``config.yaml`` saved beside the weights (``{}`` when there is none)."""
+    import yaml
+
+    config = (path if path.is_dir() else path.parent) / "config.yaml"
+    if not config.is_file():
+        return {}
+    try:
+        raw = yaml.safe_load(config.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config} is not valid YAML ({err})") from None
+    return raw if isinstance(raw, dict) else {}

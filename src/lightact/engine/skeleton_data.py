@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from lightact.config import EvalConfig, SkeletonDataConfig
 from lightact.data.batch import Batch
 from lightact.data.skeleton.batching import collate_packed, make_collate_padded
@@ -76,11 +78,25 @@ class SkeletonDataModule(ActionDataModule):
 
     def inference_meta(self) -> dict[str, Any]:
         """The test pipeline a predictor rebuilds: the test transforms, ``eval.clip_len``
-        resampling and the ``max_frames`` a padded model takes."""
+        resampling and the ``max_frames`` a padded model takes; and what the data was: the most
+        persons seen in one sample (a model of one-person samples classifies each person of a
+        video on their own) and its frame rate (the annotations' ``fps``, ``None`` when they do not
+        say: a predictor then takes NTU's and the embedded set's 30 fps)."""
+        annotations = self.source["annotations"]
+        persons = max(
+            (
+                int((np.abs(a["keypoint"]).reshape(len(a["keypoint"]), -1).sum(1) > 0).sum())
+                for a in annotations
+            ),
+            default=0,
+        )
+        rates = [float(a["fps"]) for a in annotations if a.get("fps")]
         return {
             "test_transforms": list(self.cfg.test_transforms),
             "clip_len": self.eval_cfg.clip_len,
             "max_frames": self.cfg.max_frames,
+            "persons": persons,
+            "fps": float(np.median(rates)) if rates else None,
         }
 
     def dataset(self, split: str, train: bool, views: int = 1) -> SkeletonDataset:

@@ -1,34 +1,69 @@
-"""ONNX export that verifies itself with ONNX Runtime.
+"""ONNX export that verifies itself with ONNX Runtime and carries what a deployment needs.
 
-The legacy TorchScript-tracing exporter is used (``torch.onnx.export(..., dynamo=False)``): the
-``torch.export``-based exporter that torch >= 2.9 defaults to needs the ``onnxscript`` package, which
-lightact does not depend on, and tracing handles every model here. A traced graph silently freezes
-whatever Python values the forward computed from shapes, so an export is only trusted after ONNX
-Runtime reproduces PyTorch's output on inputs of *different* sizes along every dynamic axis: the
-maximum absolute difference must stay within the tolerance (1e-4), otherwise
-:class:`ExportParityError` is raised with the measured difference and the file is removed.
+Exporters. torch's current exporter (``torch.onnx.export(..., dynamo=True)``, built on
+``torch.export``; it needs the ``onnxscript`` package) is tried first; where it fails, or its graph
+does not reproduce PyTorch, the legacy TorchScript-tracing exporter is the fallback, and the result
+says which one wrote the file and why the first was not used. Every warning either exporter raises
+is kept in the result (the CLI prints them); what their C++ code prints goes to a log file beside
+the output, kept only when the export fails.
+
+Trust. A traced graph silently freezes whatever Python values the forward computed from shapes, so
+an export is only trusted after ONNX Runtime reproduces PyTorch's output on inputs of *different*
+sizes along every dynamic axis: the maximum absolute difference must stay within the tolerance
+(1e-4), otherwise :class:`ExportParityError` is raised with the measured difference.
+
+Nothing is lost. The graph is built and verified in memory, written beside the target under a
+temporary name together with its JSON description, and only then renamed over the previous
+``model.onnx`` and ``model.onnx.json``: a failed export (a bad opset, a parity miss) leaves the
+files of the last good one untouched.
+
+What it carries. A checkpoint's export stores its model description in the graph's
+``metadata_props`` (:mod:`lightact.export.session`): class names, input layout and preprocessing,
+so ``lightact predict --backend onnxruntime`` (and :class:`lightact.inference.Recognizer`) can run
+from the ``.onnx`` file alone, without torch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightact.export.session import ort_session
 from lightact.models.spec import ExportError, ExportTarget, NotExportable
 
-DEFAULT_OPSET = 17
+__all__ = [
+    "DEFAULT_OPSET",
+    "DEFAULT_TOLERANCE",
+    "EXPORTERS",
+    "ExportParityError",
+    "ExportResult",
+    "check_all_models",
+    "export_model",
+    "export_onnx",
+    "export_target_onnx",
+    "load_source",
+    "onnx_path",
+    "ort_session",
+    "parse_dynamic",
+]
+
+DEFAULT_OPSET = 18  # the current exporter's own opset; the legacy one supports it too
 DEFAULT_TOLERANCE = 1e-4
+EXPORTERS = ("auto", "dynamo", "legacy")
 
 
 class ExportParityError(ExportError):
@@ -45,12 +80,16 @@ class ExportResult:
     input_shapes_checked: list[list[int]]
     max_abs_diff: list[float]
     tolerance: float
-    dynamic_axes: dict[str, str]  # dim -> name
+    dynamic_axes: dict[str, str]  # dim of the first input -> name
     opset: int
     seconds: float
     tracer_warnings: int
     note: str = ""
     meta: dict = field(default_factory=dict)
+    exporter: str = ""  # "dynamo" (torch's current exporter) or "legacy" (TorchScript tracing)
+    fallback: str = ""  # why the current exporter was not used, when the legacy one wrote the file
+    warnings: list[str] = field(default_factory=list)  # what the exporter warned about, once each
+    quantized: dict | None = None  # the int8 model beside this one (export --quantize int8)
 
     @property
     def worst_diff(self) -> float:
@@ -60,10 +99,16 @@ class ExportResult:
         return asdict(self)
 
 
+def onnx_path(out: str | Path) -> Path:
+    """``out`` with the ``.onnx`` suffix added when it has another one or none."""
+    out = Path(out)
+    return out if out.suffix.lower() == ".onnx" else out.with_name(out.name + ".onnx")
+
+
 @contextlib.contextmanager
 def _quiet_fds(log_path: Path) -> Iterator[None]:
-    """Send what C++ code writes to stdout/stderr (the exporter dumps whole graphs on errors) to
-    ``log_path`` instead of the console."""
+    """Send what C++ code and the exporters print to stdout/stderr (whole graphs on errors, progress
+    lines) to ``log_path`` instead of the console."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -81,29 +126,127 @@ def _quiet_fds(log_path: Path) -> Iterator[None]:
                 os.close(fd)
 
 
-def ort_session(path: str | Path, threads: int | None = None, device: str = "cpu"):
-    """An ONNX Runtime session with ``threads`` intra-op threads, one inter-op thread, full graph
-    optimisation; CUDA provider for ``device == "cuda"`` (an error if this onnxruntime lacks it)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ExportError("this onnxruntime build has no CUDAExecutionProvider (install onnxruntime-gpu)")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    else:
-        providers = ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), options, providers=providers)
-
-
 def _as_tuple(inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
     return (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _trace(
+    exporter: str,
+    module: nn.Module,
+    example: tuple[Tensor, ...],
+    names: list[str],
+    output_name: str,
+    axes: Mapping[str, Mapping[int, str]],
+    opset: int,
+):
+    """The ONNX ``ModelProto`` of ``module`` on ``example`` from one exporter (raises its error)."""
+    import onnx
+
+    if exporter == "dynamo":
+        from torch.export import Dim
+
+        dims: dict[str, Any] = {}
+        shapes = tuple(
+            {d: dims.setdefault(n, Dim(n)) for d, n in axes[name].items()} if name in axes else None
+            for name in names
+        )
+        program = torch.onnx.export(
+            module,
+            example,
+            None,
+            dynamo=True,
+            input_names=names,
+            output_names=[output_name],
+            dynamic_shapes=shapes if dims else None,
+            opset_version=opset,
+            verbose=False,
+        )
+        return program.model_proto
+    onnx_axes = {name: dict(a) for name, a in axes.items()}
+    batch = [n for a in axes.values() for d, n in a.items() if d == 0]
+    if batch:  # the output's rows follow the inputs' batch axis
+        onnx_axes[output_name] = {0: batch[0]}
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        module,
+        example,
+        buffer,
+        dynamo=False,
+        input_names=names,
+        output_names=[output_name],
+        dynamic_axes=onnx_axes or None,
+        opset_version=opset,
+        do_constant_folding=True,
+    )
+    return onnx.load_model_from_string(buffer.getvalue())
+
+
+def _parity(
+    module: nn.Module,
+    session,
+    names: list[str],
+    inputs_list: Sequence[tuple[Tensor, ...]],
+    tolerance: float,
+) -> tuple[list[list[int]], list[float]]:
+    checked: list[list[int]] = []
+    diffs: list[float] = []
+    for inputs in inputs_list:
+        shape = list(inputs[0].shape)
+        with torch.no_grad():
+            expected = module(*inputs).float().cpu().numpy()
+        try:
+            got = session.run(None, {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)})[0]
+        except Exception as err:
+            raise ExportParityError(
+                f"ONNX Runtime failed on input {shape} (the trace froze a size?): {_first_line(err)}"
+            ) from err
+        if got.shape != expected.shape:
+            raise ExportParityError(
+                f"output shape {list(got.shape)} != PyTorch's {list(expected.shape)} on {shape}"
+            )
+        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+        if not np.isfinite(diff) or diff > tolerance:
+            raise ExportParityError(
+                f"max |onnxruntime - torch| = {diff:.3g} > {tolerance:g} on input {shape}", max_abs_diff=diff
+            )
+        checked.append(shape)
+        diffs.append(diff)
+    return checked, diffs
+
+
+def _replace_together(files: Mapping[Path, bytes]) -> None:
+    """Write every file under a temporary name in its folder, then rename them all into place:
+    until the renames, the previous files are untouched."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            written.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+        for tmp, path in written:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    lines: list[str] = []
+    for w in caught:
+        line = f"{w.category.__name__}: {_first_line(w.message)}"  # type: ignore[arg-type]
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def export_onnx(
@@ -112,112 +255,124 @@ def export_onnx(
     path: str | Path,
     *,
     dynamic_axes: dict[int, str] | None = None,
+    input_axes: Mapping[str, Mapping[int, str]] | None = None,
+    input_names: Sequence[str] | None = None,
     verify_inputs: Sequence[Tensor | Sequence[Tensor]] = (),
     tolerance: float = DEFAULT_TOLERANCE,
     opset: int = DEFAULT_OPSET,
     input_name: str = "x",
     output_name: str = "logits",
     note: str = "",
+    exporter: str = "auto",
+    metadata: Mapping[str, str] | None = None,
+    description: Mapping[str, Any] | None = None,
 ) -> ExportResult:
-    """Trace ``module`` on ``example`` into ``path`` and check ONNX Runtime against PyTorch on
+    """Export ``module`` on ``example`` to ``path`` and check ONNX Runtime against PyTorch on
     ``example`` and every input of ``verify_inputs``; raise :class:`ExportParityError` otherwise.
 
-    ``dynamic_axes`` maps dimensions of the (single) input to names; the output's batch dimension is
-    dynamic whenever the input's dimension 0 is.
+    ``input_names`` name the inputs (default ``input_name`` for one); ``input_axes`` maps input
+    names to their dynamic dimensions, or ``dynamic_axes`` those of the first input. ``exporter``:
+    ``"auto"`` (the current exporter, the legacy one where it fails), ``"dynamo"`` or ``"legacy"``.
+    ``metadata`` goes into the graph's ``metadata_props``; with ``description``, ``<path>.json``
+    (the result, with ``description`` as its ``meta``) is replaced together with the graph.
     """
-    import onnx
-
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}: choose from {', '.join(EXPORTERS)}")
     module = module.eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = _as_tuple(example)
-    if len(example) != 1:
-        raise NotExportable(f"export expects one input tensor, got {len(example)}")
-    axes = dict(dynamic_axes or {})
-    onnx_axes: dict[str, dict[int, str]] = {}
-    if axes:
-        onnx_axes[input_name] = axes
-        if 0 in axes:
-            onnx_axes[output_name] = {0: axes[0]}
+    names = list(input_names or [input_name])
+    if len(names) != len(example):
+        raise NotExportable(f"{len(example)} example input(s) for {len(names)} input name(s) {names}")
+    axes = {k: dict(v) for k, v in (input_axes or {}).items() if v}
+    if input_axes is None and dynamic_axes:
+        axes = {names[0]: dict(dynamic_axes)}
+    verify = [example, *(_as_tuple(v) for v in verify_inputs)]
     start = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
     log_path = path.with_name(path.name + ".export.log")
-    failure: Exception | None = None
-    with warnings.catch_warnings(record=True) as caught, torch.no_grad(), _quiet_fds(log_path):
-        warnings.simplefilter("always")
+    failures: list[tuple[str, Exception]] = []
+    caught: list[warnings.WarningMessage] = []
+    for kind in ("dynamo", "legacy") if exporter == "auto" else (exporter,):
+        with warnings.catch_warnings(record=True) as these, torch.no_grad(), _quiet_fds(log_path):
+            warnings.simplefilter("always")
+            try:
+                proto = _trace(kind, module, example, names, output_name, axes, opset)
+            except Exception as err:  # each exporter has its own many error types
+                failures.append((kind, NotExportable(f"torch.onnx.export failed: {_describe(err)}")))
+                proto = None
+        caught += these
+        if proto is None:
+            continue
         try:
-            torch.onnx.export(
-                module,
-                example,
-                str(path),
-                dynamo=False,
-                input_names=[input_name],
-                output_names=[output_name],
-                dynamic_axes=onnx_axes or None,
-                opset_version=opset,
-                do_constant_folding=True,
-            )
-        except Exception as err:
-            failure = err
-    if failure is not None:
-        path.unlink(missing_ok=True)
-        raise NotExportable(
-            f"torch.onnx.export failed: {type(failure).__name__}: {_first_line(failure)} "
-            f"(exporter output: {log_path})"
-        ) from failure
-    if log_path.stat().st_size == 0:
-        log_path.unlink()
-    tracer_warnings = sum(1 for w in caught if issubclass(w.category, torch.jit.TracerWarning))
-    try:
-        onnx.checker.check_model(str(path))
-        session = ort_session(path)
-    except Exception as err:
-        path.unlink(missing_ok=True)
-        raise ExportError(
-            f"the exported graph does not load: {type(err).__name__}: {_first_line(err)}"
-        ) from err
-
-    checked: list[list[int]] = []
-    diffs: list[float] = []
-    for inputs in [example, *(_as_tuple(v) for v in verify_inputs)]:
-        shape = list(inputs[0].shape)
-        with torch.no_grad():
-            expected = module(*inputs).float().cpu().numpy()
-        try:
-            got = session.run(None, {input_name: inputs[0].cpu().numpy()})[0]
-        except Exception as err:
-            path.unlink(missing_ok=True)
-            raise ExportParityError(
-                f"ONNX Runtime failed on input {shape} (the trace froze a size?): {_first_line(err)}"
-            ) from err
-        if got.shape != expected.shape:
-            path.unlink(missing_ok=True)
-            raise ExportParityError(
-                f"output shape {list(got.shape)} != PyTorch's {list(expected.shape)} on {shape}"
-            )
-        diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-        if not np.isfinite(diff) or diff > tolerance:
-            path.unlink(missing_ok=True)
-            raise ExportParityError(
-                f"max |onnxruntime - torch| = {diff:.3g} > {tolerance:g} on input {shape}", max_abs_diff=diff
-            )
-        checked.append(shape)
-        diffs.append(diff)
-    return ExportResult(
+            _check_opset(proto, opset)
+            checked, diffs = _verify(proto, module, names, verify, tolerance)
+        except ExportError as err:
+            failures.append((kind, err))
+            continue
+        break
+    else:
+        raise _combined_failure(failures, log_path)
+    log_path.unlink(missing_ok=True)
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    result = ExportResult(
         path=str(path),
         input_shapes_checked=checked,
         max_abs_diff=diffs,
         tolerance=tolerance,
-        dynamic_axes={str(d): n for d, n in axes.items()},
+        dynamic_axes={str(d): n for d, n in axes.get(names[0], {}).items()},
         opset=opset,
         seconds=time.perf_counter() - start,
-        tracer_warnings=tracer_warnings,
+        tracer_warnings=sum(1 for w in caught if issubclass(w.category, torch.jit.TracerWarning)),
         note=note,
+        meta=dict(description or {}),
+        exporter=kind,
+        fallback="; ".join(f"{k}: {_first_line(e)}" for k, e in failures),
+        warnings=_warning_lines(caught),
     )
+    files = {path: proto.SerializeToString()}
+    if description is not None:
+        files[Path(f"{path}.json")] = json.dumps(result.as_dict(), indent=2).encode()
+    _replace_together(files)
+    return result
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {_first_line(err)}"
+
+
+def _check_opset(proto, opset: int) -> None:
+    """The current exporter converts its graph to the requested opset where it can and leaves it as
+    it is (with a logged warning) where it cannot: a file must have the opset it was asked for."""
+    got = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if got != opset:
+        raise NotExportable(f"the graph has opset {got}, not the requested {opset} (no conversion exists)")
+
+
+def _verify(proto, module: nn.Module, names: list[str], verify: list, tolerance: float):
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto)
+        session = ort_session(proto.SerializeToString())
+    except Exception as err:  # onnx and onnxruntime raise their own types
+        raise ExportError(f"the exported graph does not load: {_describe(err)}") from err
+    return _parity(module, session, names, verify, tolerance)
+
+
+def _combined_failure(failures: list[tuple[str, Exception]], log_path: Path) -> ExportError:
+    """The last exporter's error, its message naming every exporter's reason and the log."""
+    kind, last = failures[-1]
+    message = "; ".join(f"{k} exporter: {e}" for k, e in failures)
+    if log_path.is_file() and log_path.stat().st_size:
+        message += f" (exporter output: {log_path})"
+    else:
+        log_path.unlink(missing_ok=True)
+    if isinstance(last, ExportParityError):
+        return ExportParityError(message, last.max_abs_diff)
+    return type(last)(message)
 
 
 def parse_dynamic(spec: str | None, target: ExportTarget) -> list[str]:
@@ -241,23 +396,27 @@ def export_target_onnx(
     dynamic: list[str],
     tolerance: float = DEFAULT_TOLERANCE,
     opset: int = DEFAULT_OPSET,
+    *,
+    exporter: str = "auto",
+    metadata: Mapping[str, str] | None = None,
+    description: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Export a target with the named dynamic axes, verified on the canonical input and on one whose
     dynamic axes all take their alternate sizes (or a second random input when nothing is dynamic)."""
-    axes = {d: n for d, n in target.axes.items() if n in dynamic}
-    example = target.example()
-    other = target.example(target.alternate_sizes(dynamic), seed=1)
     return export_onnx(
         target.module,
-        example,
+        target.example(),
         path,
-        dynamic_axes=axes,
-        verify_inputs=[other],
+        input_axes=target.input_axes(dynamic),
+        input_names=target.input_names,
+        verify_inputs=[target.example(target.alternate_sizes(dynamic), seed=1)],
         tolerance=tolerance,
         opset=opset,
-        input_name=target.input_name,
         output_name=target.output_name,
         note=target.note,
+        exporter=exporter,
+        metadata=metadata,
+        description=description,
     )
 
 
@@ -277,43 +436,116 @@ def load_source(source: str) -> tuple[nn.Module, dict]:
     return create_model(source).eval(), {"model": source, "source": source}
 
 
+def deployment_metadata(
+    meta: Mapping[str, Any], target: ExportTarget, dynamic: list[str], source: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(description, metadata_props)`` of an export: the checkpoint's model description (class
+    names, constructor arguments with the joint layout, input format, task and test pipeline) plus
+    an ``onnx`` section (input names, shapes and dynamic axes, the output), and the props that carry
+    it (:data:`lightact.export.session.METADATA_KEYS`)."""
+    from lightact.engine.checkpoint import inference_pipeline
+
+    description = {k: v for k, v in meta.items() if k != "source"}
+    source_path = Path(source)
+    if source_path.exists() and meta.get("modality", "skeleton") == "skeleton":
+        # A skeleton checkpoint written before checkpoints recorded the test pipeline has it in
+        # the config.yaml beside it: the exported file must carry it either way.
+        pipeline = inference_pipeline(source_path, dict(meta))
+        if pipeline is not None:
+            description["data"] = pipeline
+    example = target.example()
+    axes = target.input_axes(dynamic)
+    inputs = [
+        {
+            "name": name,
+            "shape": list(t.shape),
+            "dtype": str(t.dtype).removeprefix("torch."),
+            "dynamic": {str(d): n for d, n in axes.get(name, {}).items()},
+        }
+        for name, t in zip(target.input_names, example, strict=True)
+    ]
+    description["onnx"] = {
+        "inputs": inputs,
+        "output": target.output_name,
+        "form": type(target.module).__name__,
+        "note": target.note,
+    }
+    kwargs = meta.get("kwargs") or {}
+    preprocessing = {
+        "modality": meta.get("modality", "skeleton"),
+        "input_format": meta.get("input_format"),
+        **{k: kwargs[k] for k in ("layout", "in_channels") if k in kwargs},
+        **(description.get("data") or {}),
+    }
+    props = {
+        "lightact": json.dumps(description),
+        "classes": json.dumps(meta.get("classes")),
+        "input_layout": json.dumps(description["onnx"]),
+        "preprocessing": json.dumps(preprocessing),
+    }
+    return description, props
+
+
 def export_model(
     source: str,
     out: str | Path | None = None,
     dynamic: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     opset: int = DEFAULT_OPSET,
+    *,
+    exporter: str = "auto",
+    quantize: str | None = None,
 ) -> ExportResult:
-    """Export a registered model or a checkpoint to ONNX, verify it, and write ``<out>.json`` beside it
-    (input layout, dynamic axes, parity figures, class names when the checkpoint has them)."""
+    """Export a registered model or a checkpoint to ONNX (``.onnx`` added to ``out`` when missing)
+    with the ``dynamic`` axes (comma-separated names; default every axis the model has, "none" for
+    static shapes), verify it, store its description in the graph's metadata and in ``<out>.json``
+    beside it (input layout, dynamic axes, parity figures, class names and preprocessing when the
+    checkpoint has them). With ``quantize="int8"`` also write ``<stem>.int8.onnx``
+    (:mod:`lightact.export.quantize`) and, for a checkpoint with its config, the accuracy on its
+    evaluation split before and after."""
     from lightact.models.registry import model_entry
 
+    if quantize not in (None, "int8"):
+        raise ValueError(f"unknown quantization {quantize!r}: lightact quantizes to int8")
     model, meta = load_source(source)
     target = model_entry(meta["model"]).export_target(model)
-    names = parse_dynamic(dynamic, target)
+    # Every axis the model can vary by default: a deployed predictor feeds other batch sizes and
+    # lengths than the example's; "none" asks for static shapes.
+    names = [] if dynamic == "none" else parse_dynamic(dynamic or "all", target)
     if out is None:
         src = Path(source)
         out = (src if src.is_dir() else src.parent) / "model.onnx" if src.exists() else Path(f"{source}.onnx")
-    result = export_target_onnx(target, out, names, tolerance=tolerance, opset=opset)
-    result.meta = {
-        "model": meta.get("model"),
+    description, props = deployment_metadata(meta, target, names, str(meta.get("source", source)))
+    sidecar = {
+        **description,
         "source": meta.get("source"),
         "input": {
             "name": target.input_name,
             "shape": list(target.canonical),
             "dynamic": {str(d): n for d, n in target.axes.items() if n in names},
         },
-        "output": target.output_name,
-        "classes": meta.get("classes") or meta.get("class_names"),
         "torch": torch.__version__,
     }
-    Path(str(result.path) + ".json").write_text(json.dumps(result.as_dict(), indent=2))
+    result = export_target_onnx(
+        target,
+        onnx_path(out),
+        names,
+        tolerance=tolerance,
+        opset=opset,
+        exporter=exporter,
+        metadata=props,
+        description=sidecar,
+    )
+    if quantize == "int8":
+        from lightact.export.quantize import quantize_export
+
+        result.quantized = quantize_export(result, target, props, source)
     return result
 
 
 def check_all_models(out_dir: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> list[dict]:
     """Export every registered model with all its dynamic axes; one row per model: exported with
-    parity (worst difference) or not exportable (the reason)."""
+    parity (worst difference, which exporter) or not exportable (the reason)."""
     from lightact.models.registry import list_models
 
     rows = []
@@ -323,15 +555,20 @@ def check_all_models(out_dir: str | Path, tolerance: float = DEFAULT_TOLERANCE) 
             result = export_model(name, Path(out_dir) / f"{name}.onnx", "all", tolerance=tolerance)
             row.update(
                 status="exported",
-                dynamic=",".join(result.meta["input"]["dynamic"].values()) or "-",
+                exporter=result.exporter,
+                dynamic=",".join(
+                    sorted({n for i in result.meta["onnx"]["inputs"] for n in i["dynamic"].values()})
+                )
+                or "-",
                 checked=" & ".join("x".join(map(str, s)) for s in result.input_shapes_checked),
                 max_abs_diff=result.worst_diff,
                 seconds=round(result.seconds, 1),
-                reason="",
+                reason=result.fallback,
             )
         except Exception as err:  # every failure is a row, never a crash of the whole check
             row.update(
                 status="not exportable",
+                exporter="",
                 dynamic="",
                 checked="",
                 max_abs_diff=None,
@@ -343,13 +580,14 @@ def check_all_models(out_dir: str | Path, tolerance: float = DEFAULT_TOLERANCE) 
     out.mkdir(parents=True, exist_ok=True)
     (out / "export_check.json").write_text(json.dumps(rows, indent=2))
     lines = [
-        "| model | status | dynamic axes | checked inputs | max abs diff | reason |",
-        "|---|---|---|---|---:|---|",
+        "| model | status | exporter | dynamic axes | checked inputs | max abs diff | reason |",
+        "|---|---|---|---|---|---:|---|",
     ]
     for r in rows:
         diff = f"{r['max_abs_diff']:.1e}" if r["max_abs_diff"] is not None else ""
         lines.append(
-            f"| {r['model']} | {r['status']} | {r['dynamic']} | {r['checked']} | {diff} | {r['reason']} |"
+            f"| {r['model']} | {r['status']} | {r['exporter']} | {r['dynamic']} | {r['checked']} | {diff} "
+            f"| {r['reason']} |"
         )
     (out / "export_check.md").write_text("\n".join(lines) + "\n")
     return rows

@@ -7,8 +7,11 @@ each importing only those listed after it:
 * this package: :class:`Recognizer`, :func:`predict_path` and the :data:`PREDICTORS` table;
 * ``skeleton``, ``video``, ``image``, ``longvideo``: one predictor per kind of input
   (``SkeletonRecognizer``, ``VideoRecognizer``, ``ImageRecognizer``, ``LongVideoRecognizer``);
+* ``live``: a skeleton model on a camera, stream or paced file (``predict --live``);
+* ``render``: the input with skeletons, ids and answers drawn on it (``predict --render``);
 * ``base``: what they share (:class:`~lightact.inference.base.Predictor`: checkpoint loading,
-  option checks, which files a folder gives);
+  option checks, which files a folder gives, rendering);
+* ``runtime``: an exported ``model.onnx`` as a predictor's model (ONNX Runtime, no torch);
 * ``files``: window starts and the per-file loop :func:`~lightact.inference.files.predict_each`;
 * ``results``: :class:`Prediction` and its parts, its JSON, table and timeline.
 """
@@ -18,10 +21,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from lightact.inference.base import Predictor, checkpoint_meta
 from lightact.inference.files import input_files, predict_each, window_starts
@@ -32,6 +32,11 @@ from lightact.inference.results import (
     PredictionInputError,
     WindowPrediction,
 )
+from lightact.inference.runtime import OnnxModel
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "PREDICTORS",
@@ -84,16 +89,38 @@ class Recognizer(ABC):  # noqa: B024 (an ABC for register() alone: there is noth
     of which is a ``Recognizer`` (they share :class:`~lightact.inference.base.Predictor`, which sits
     below this package and so cannot inherit from this class; it is registered instead). Keyword
     options go to that predictor (for skeletons: ``transforms``, ``batch_size``, ...).
+
+    ``backend="onnxruntime"`` (or :meth:`from_onnx`) runs the file ``lightact export`` wrote with
+    ONNX Runtime instead of PyTorch, from the description stored in it; for skeleton and image
+    models nothing on that path imports torch.
     """
 
-    def __new__(cls, model: nn.Module, meta: dict[str, Any], *args: Any, **kwargs: Any) -> Predictor:
+    def __new__(
+        cls, model: nn.Module | OnnxModel, meta: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> Predictor:
         return predictor_class(meta.get("modality", "skeleton"))(model, meta, *args, **kwargs)
 
     @staticmethod
-    def from_checkpoint(path: str | Path, device: str | torch.device = "cpu", **options: Any) -> Predictor:
-        """Load a work directory or its ``model.safetensors`` with the predictor for its modality."""
+    def from_checkpoint(
+        path: str | Path, device: str | torch.device = "cpu", *, backend: str = "torch", **options: Any
+    ) -> Predictor:
+        """Load a work directory or its ``model.safetensors`` with the predictor for its modality
+        (``backend="onnxruntime"``: its exported ``model.onnx``, or an ``.onnx`` file)."""
+        if backend == "onnxruntime":
+            return Recognizer.from_onnx(path, **options)
+        if backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}: choose torch or onnxruntime")
         modality = checkpoint_meta(path).get("modality", "skeleton")
         return predictor_class(modality).from_checkpoint(path, device, **options)
+
+    @staticmethod
+    def from_onnx(path: str | Path, **options: Any) -> Predictor:
+        """The predictor of an exported ``.onnx`` file (or a work directory's ``model.onnx``), run
+        by ONNX Runtime, for the modality its description names."""
+        model = OnnxModel(path)
+        return predictor_class(model.meta.get("modality", "skeleton")).from_checkpoint(
+            model, backend="onnxruntime", **options
+        )
 
 
 Recognizer.register(Predictor)
@@ -109,6 +136,8 @@ def predict_path(
     *,
     device: str = "cpu",
     skip_errors: bool = False,
+    backend: str = "torch",
+    render: str | Path | None = None,
 ) -> list[Prediction]:
     """Predict a file, or every file of a folder that the checkpoint's predictor reads (not recursive,
     sorted by name): skeleton pickles, ``.npy`` arrays and videos for a skeleton model, videos for a
@@ -124,12 +153,24 @@ def predict_path(
     if isinstance(checkpoint, Recognizer):
         recognizer = checkpoint
     else:
-        recognizer = Recognizer.from_checkpoint(checkpoint, device)
+        recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
     window, stride, topk = recognizer.check_options(window, stride, topk)
     inputs = recognizer.inputs
+    files = input_files(Path(input), inputs.suffixes, inputs.kind)
+
+    def predict_one(file: Path) -> Prediction | list[Prediction]:
+        options = {"window": window, "stride": stride, "topk": topk}
+        if render is None:
+            return recognizer.predict(file, **options)
+        target = Path(render)
+        if Path(input).is_dir():
+            suffix = ".png" if recognizer.modality == "image" else ".mp4"
+            target = target / f"{file.stem}_rendered{suffix}"
+        return recognizer.predict_and_render(file, target, **options)
+
     predictions = predict_each(
-        input_files(Path(input), inputs.suffixes, inputs.kind),
-        lambda file: recognizer.predict(file, window=window, stride=stride, topk=topk),
+        files,
+        predict_one,
         out_dir,
         skip_errors,
         inputs.errors,

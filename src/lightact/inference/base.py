@@ -1,23 +1,32 @@
 """What every predictor shares: loading a checkpoint with errors that say what to pass, the model on
 its device with its class names, one check of the ``window``/``stride``/``topk`` options, and the
-:class:`~lightact.inference.files.InputFiles` that :func:`lightact.inference.predict_path` reads."""
+:class:`~lightact.inference.files.InputFiles` that :func:`lightact.inference.predict_path` reads.
+
+Two backends run the model: ``"torch"`` (the checkpoint's PyTorch module) and ``"onnxruntime"``
+(the file ``lightact export`` wrote, an :class:`~lightact.inference.runtime.OnnxModel`). torch is
+imported only by the first, so a predictor built with :meth:`Predictor.from_onnx` runs where torch
+is not installed.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
-from lightact.engine.checkpoint import load_model, read_meta
 from lightact.inference.files import InputFiles
-from lightact.models.weights import resolve_weights_path
+from lightact.inference.runtime import BACKENDS, OnnxModel
 
-__all__ = ["Predictor", "checkpoint_meta", "load_checkpoint"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from lightact.inference.results import Prediction
+
+__all__ = ["Predictor", "checkpoint_meta", "load_backend", "load_checkpoint"]
 
 _WHAT_TO_PASS = "pass a lightact work directory (holding model.safetensors) or its model.safetensors file"
 _REQUIRED_KEYS = ("classes", "kwargs", "input_format", "model")
@@ -25,6 +34,9 @@ _REQUIRED_KEYS = ("classes", "kwargs", "input_format", "model")
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The model description stored in a work directory's (or a file's) ``model.safetensors``."""
+    from lightact.engine.checkpoint import read_meta
+    from lightact.models.weights import resolve_weights_path
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: {_WHAT_TO_PASS}")
@@ -44,11 +56,25 @@ def checkpoint_meta(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode, meta)`` from a work directory or its ``model.safetensors``."""
+    from lightact.engine.checkpoint import load_model
+
     checkpoint_meta(path)  # a clear error before anything is built
     try:
         return load_model(path)
     except (KeyError, TypeError) as err:
         raise _unreadable(path, err) from None
+
+
+def load_backend(path: str | Path | OnnxModel, backend: str = "torch") -> tuple[Any, dict[str, Any]]:
+    """``(model, meta)`` for ``backend``: the checkpoint's PyTorch module, or (``"onnxruntime"``)
+    the :class:`OnnxModel` of the ``.onnx`` file (a work directory's ``model.onnx``; or one already
+    opened) and the description it carries."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        model = path if isinstance(path, OnnxModel) else OnnxModel(path)
+        return model, model.meta
+    return load_checkpoint(path)
 
 
 def _unreadable(path: str | Path, err: Exception) -> ValueError:
@@ -78,12 +104,22 @@ class Predictor:
     inputs: ClassVar[InputFiles]  # what predict_path reads from a folder
     window_unit: ClassVar[str] = "frames"  # what window and stride count: "frames" or "seconds"
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: nn.Module | OnnxModel, meta: dict[str, Any], device: str | torch.device = "cpu"
+    ) -> None:
         self.check_modality(meta)
         self.meta = meta
         self.classes: list[str] = [str(c) for c in meta["classes"]]
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        if isinstance(model, OnnxModel):
+            self.backend = "onnxruntime"
+            self.device = str(device)
+            self.model: Any = model
+        else:
+            import torch
+
+            self.backend = "torch"
+            self.device = torch.device(device)
+            self.model = model.to(self.device).eval()
 
     @classmethod
     def check_modality(cls, meta: dict[str, Any]) -> None:
@@ -95,10 +131,32 @@ class Predictor:
             )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        """Load a work directory or its ``model.safetensors``."""
-        model, meta = load_checkpoint(path)
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", *, backend: str = "torch"
+    ) -> Predictor:
+        """Load a work directory or its ``model.safetensors`` (``backend="onnxruntime"``: the work
+        directory's ``model.onnx``, or an ``.onnx`` file)."""
+        model, meta = load_backend(path, backend)
         return cls(model, meta, device)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, **options: Any) -> Predictor:
+        """Load an exported ``.onnx`` file (or a work directory's ``model.onnx``) for ONNX Runtime."""
+        return cls.from_checkpoint(path, backend="onnxruntime", **options)
+
+    def predict_and_render(
+        self, source: str | Path, out: str | Path, **options: Any
+    ) -> Prediction | list[Prediction]:
+        """:meth:`predict` ``source``, and write it to ``out`` with the answer drawn on it: a video
+        with the current window's top 3 (an image: the image, as PNG or JPEG by ``out``'s suffix)."""
+        from lightact.inference.render import render_image, render_label_video
+
+        prediction = self.predict(source, **options)
+        if self.modality == "image":
+            render_image(source, prediction, out)
+        else:
+            render_label_video(source, prediction, out)
+        return prediction
 
     def check_options(
         self, window: Any, stride: Any, topk: Any

@@ -109,7 +109,9 @@ class Prediction:
     ``source`` is the input (file path, or "array" / "annotation"), ``sample`` the annotation's
     ``frame_dir`` when it has one. ``layout`` is a skeleton model's joint layout (empty for other
     inputs), ``input_layout`` the layout the input was converted from (``None`` when it was already
-    in the model's).
+    in the model's). ``persons`` says whose action this is: the indices of the tracked persons of a
+    skeleton input the model saw (one for a person classified on their own, several for an
+    interaction), ``None`` for inputs without persons (clips, images).
     """
 
     source: str
@@ -126,6 +128,7 @@ class Prediction:
     sample: str | None = None
     task: str = "classification"
     whole_video: bool = False
+    persons: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -148,6 +151,14 @@ class Prediction:
         return Path(self.source).name if self.source not in ("array", "annotation") else self.source
 
     @property
+    def who(self) -> str:
+        """Whose action it is, for tables and pictures: "person 0", "persons 0+1", or ""."""
+        if not self.persons:
+            return ""
+        ids = "+".join(str(p) for p in self.persons)
+        return f"person {ids}" if len(self.persons) == 1 else f"persons {ids}"
+
+    @property
     def duration(self) -> float:
         return self.num_frames / self.fps
 
@@ -168,6 +179,7 @@ class Prediction:
             "window": self.window,
             "stride": self.stride,
             "whole_video": self.whole_video,
+            "persons": self.persons,
             "layout": self.layout,
             "input_layout": self.input_layout,
             "windows": [w.to_dict() for w in self.windows],
@@ -192,6 +204,7 @@ class Prediction:
             sample=data.get("sample"),
             task=str(data.get("task", "classification")),
             whole_video=bool(data.get("whole_video", False)),
+            persons=None if data.get("persons") is None else [int(p) for p in data["persons"]],
         )
 
     def to_json(self) -> str:
@@ -231,7 +244,8 @@ class Prediction:
         if self.task == "regression":
             title = Text(f"{self.name}: " + ", ".join(f"{c.label} {c.probability:.4g}" for c in self.topk))
         else:
-            title = Text.assemble(f"{self.name}: ", (self.label, "bold"), f" ({self.score:.1%})")
+            who = f" ({self.who})" if self.who else ""
+            title = Text.assemble(f"{self.name}{who}: ", (self.label, "bold"), f" ({self.score:.1%})")
         if self.whole_video:
             caption = f"{span}; the model on the whole video ({len(self.windows)} segments in the JSON)"
         else:

@@ -13,6 +13,23 @@ Input in another joint layout than the model's (a video gives MediaPipe's 33 lan
 by :func:`lightact.data.skeleton.retarget.retarget` where a mapping exists, and refused with a clear
 error where none does.
 
+Videos
+------
+A video is posed as :attr:`SkeletonRecognizer.pose_options` say (:data:`DEFAULT_POSE_OPTIONS`: 10
+poses per second, the second person searched every 5th posed frame while none is tracked, decoding
+overlapped; :meth:`~SkeletonRecognizer.set_video_options` changes them) and the poses are resampled
+to the frame rate of the model's training data (:attr:`~SkeletonRecognizer.fps`: the checkpoint's
+``data.fps``, else 30). :meth:`~SkeletonRecognizer.predict_and_render` also writes the video with
+the skeletons and answers drawn on it.
+
+Several people
+--------------
+A model whose training samples had one person each (the checkpoint's ``data.persons`` is 1)
+classifies each person of an input on their own: one :class:`Prediction` per person seen, its
+``persons`` naming them (``person_mode="each"`` forces this, ``"together"`` the opposite). Other
+models (two-person interactions, NTU's mix; older checkpoints that do not say) see everybody
+together, and their prediction's ``persons`` lists who was seen.
+
 Windows
 -------
 A clip of at most :data:`WHOLE_CLIP_MAX_FRAMES` (300, NTU's longest clips at 30 fps) frames is
@@ -30,21 +47,21 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from lightact.data.skeleton.features import clip_features, pad_time, with_scores
 from lightact.data.skeleton.layouts import Layout, get_layout, list_layouts
 from lightact.data.skeleton.retarget import RetargetError, retarget, supported_mappings
 from lightact.data.skeleton.transforms import Compose, TemporalResample, build_transforms
 from lightact.data.video.reader import VIDEO_SUFFIXES
-from lightact.inference.base import Predictor, load_checkpoint
+from lightact.inference.base import Predictor, load_backend
 from lightact.inference.files import InputFiles, window_starts
 from lightact.inference.results import (
     NoPersonError,
@@ -53,6 +70,11 @@ from lightact.inference.results import (
     WindowPrediction,
     top_classes,
 )
+from lightact.inference.runtime import OnnxModel
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "DEFAULT_FPS",
@@ -66,6 +88,12 @@ DEFAULT_FPS = 30.0  # NTU RGB+D and the synthetic data are 30 fps
 WHOLE_CLIP_MAX_FRAMES = 300
 DEFAULT_WINDOW = 150
 SKELETON_SUFFIXES = frozenset({".pkl", ".pickle", ".npy"})
+PERSON_MODES = ("auto", "each", "together")
+PER_PERSON_KEYS = ("keypoint", "keypoint_score", "keypoint_3d")  # [M, T, ...] arrays split by person
+# From a video: MediaPipe at 10 poses per second (resampled to the model's rate), a second person
+# looked for every 5th posed frame while none is tracked, decoding in a thread ahead of pose
+# (docs/pose.md and BENCHMARKS.md measure what this costs and gives against every frame).
+DEFAULT_POSE_OPTIONS: dict[str, Any] = {"pose_fps": 10.0, "second_search_every": 5, "overlap": True}
 _BATCH_SIZE = 32
 # Padded models (ST-GCN) average over person slots, and lightact's NTU converter and synthetic data
 # always have two (the second all zeros for one-person actions): inputs with fewer get empty slots.
@@ -81,6 +109,7 @@ class _Input:
     source: str
     annotation: dict[str, Any]
     label: str = ""  # how error messages name it; the source by default
+    persons: list[int] | None = None  # which persons of the source it holds (None: all of them)
 
     def __post_init__(self) -> None:
         self.label = self.label or self.source
@@ -103,7 +132,7 @@ class SkeletonRecognizer(Predictor):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | OnnxModel,
         meta: dict[str, Any],
         *,
         test_transforms: Sequence[str | dict[str, Any]] | None = None,
@@ -112,8 +141,18 @@ class SkeletonRecognizer(Predictor):
         device: str | torch.device = "cpu",
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
+        fps: float | None = None,
+        persons: int | None = None,
+        person_mode: str = "auto",
+        pose_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, meta, device)
+        if person_mode not in PERSON_MODES:
+            raise ValueError(f"person_mode must be one of {', '.join(PERSON_MODES)}, got {person_mode!r}")
+        self.fps = float(fps or DEFAULT_FPS)
+        self.trained_persons = persons
+        self.person_mode = person_mode
+        self.pose_options = {**DEFAULT_POSE_OPTIONS, **(pose_options or {})}
         layout = meta["kwargs"]["layout"]
         self.layout: Layout = Layout.from_dict(layout) if isinstance(layout, dict) else get_layout(layout)
         self.model_name: str = meta["model"]
@@ -133,21 +172,31 @@ class SkeletonRecognizer(Predictor):
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | OnnxModel,
         device: str | torch.device = "cpu",
         *,
+        backend: str = "torch",
         transforms: Sequence[str | dict[str, Any]] | None = None,
         batch_size: int = _BATCH_SIZE,
         retarget_options: dict[str, Any] | None = None,
+        person_mode: str = "auto",
+        pose_options: dict[str, Any] | None = None,
     ) -> SkeletonRecognizer:
-        """Load a work directory or its ``model.safetensors``. The training run's test transforms,
+        """Load a work directory or its ``model.safetensors`` (``backend="onnxruntime"``: its
+        exported ``model.onnx``, or an ``.onnx`` file). The training run's test transforms,
         ``eval.clip_len`` and ``data.max_frames`` come from the checkpoint (for one written before
-        it recorded them, from the ``config.yaml`` beside the weights); ``transforms`` replaces the
-        test transforms. With neither, no transform is applied (with a warning)."""
-        path = Path(path)
-        model, meta = load_checkpoint(path)
+        it recorded them, from the ``config.yaml`` beside the weights; an exported file carries
+        them); ``transforms`` replaces the test transforms. With neither, no transform is applied
+        (with a warning). ``person_mode`` and ``pose_options``: see the module notes."""
+        model, meta = load_backend(path, backend)
         cls.check_modality(meta)
-        data = _test_pipeline(path, meta)
+        if isinstance(model, OnnxModel):
+            path, data = model.path, meta.get("data")
+        else:
+            from lightact.engine.checkpoint import inference_pipeline
+
+            path = Path(path)
+            data = inference_pipeline(path, meta)
         if data is None and transforms is None:
             warnings.warn(
                 f"{path} records no test transforms and there is no config.yaml beside it: windows "
@@ -167,6 +216,10 @@ class SkeletonRecognizer(Predictor):
                 device=device,
                 batch_size=batch_size,
                 retarget_options=retarget_options,
+                fps=data.get("fps"),
+                persons=data.get("persons"),
+                person_mode=person_mode,
+                pose_options=pose_options,
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: cannot rebuild the test pipeline: {err}") from None
@@ -189,6 +242,36 @@ class SkeletonRecognizer(Predictor):
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         inputs, many = self._read(x)
+        return self._predict_items(inputs, many, window, stride, topk, fps)
+
+    def predict_and_render(
+        self,
+        source: str | Path,
+        out: str | Path,
+        window: int | None = None,
+        stride: int | None = None,
+        topk: int = 5,
+    ) -> Prediction | list[Prediction]:
+        """:meth:`predict` a video, and write it to ``out`` with each person's skeleton, id and
+        current action drawn on it (:func:`lightact.inference.render.render_skeleton_video`)."""
+        from lightact.inference.render import render_skeleton_video
+
+        window, stride, topk = self.check_options(window, stride, topk)
+        path = Path(source)
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise PredictionInputError(f"{path}: rendering draws on a video; this is not one")
+        annotation = self.video_annotation(path)
+        result = self._predict_items([_Input(str(path), annotation)], False, window, stride, topk, None)
+        render_skeleton_video(path, result if isinstance(result, list) else [result], annotation, out)
+        return result
+
+    def _predict_items(
+        self, inputs: list[_Input], many: bool, window: int | None, stride: int | None, topk: int, fps
+    ) -> Prediction | list[Prediction]:
+        if self.separate_persons:
+            split = [part for item in inputs for part in _each_person(item, single=not many)]
+            many = many or len(split) > 1
+            inputs = split or inputs
         if not many:
             return self._predict_one(inputs[0], window, stride, topk, fps)
         predictions, empty = [], []
@@ -211,39 +294,71 @@ class SkeletonRecognizer(Predictor):
         """Class probabilities ``[N, classes]`` of whole clips, each a dict with ``keypoint``
         (``[M, T, V, C]`` in the model's layout) and optional ``keypoint_score``, processed as a test
         sample is (test transforms, features, batching, softmax)."""
-        from lightact.data.skeleton.batching import collate_packed, make_collate_padded
-        from lightact.data.skeleton.dataset import SkeletonDataset
-
-        annotations = [
-            {
-                "frame_dir": str(clip.get("frame_dir", f"clip{i}")),
+        features = []
+        for i, clip in enumerate(clips):
+            keypoint = np.asarray(clip["keypoint"], dtype=np.float32)
+            if not np.abs(keypoint).sum() > 0:
+                raise NoPersonError("a clip given to SkeletonRecognizer.probabilities has no person in it")
+            score = clip.get("keypoint_score")
+            sample = {
+                "keypoint": keypoint,
+                "keypoint_score": None if score is None else np.asarray(score, dtype=np.float32),
                 "label": -1,
-                "keypoint": np.asarray(clip["keypoint"], dtype=np.float32),
-                **(
-                    {"keypoint_score": np.asarray(clip["keypoint_score"], dtype=np.float32)}
-                    if clip.get("keypoint_score") is not None
-                    else {}
-                ),
             }
-            for i, clip in enumerate(clips)
-        ]
-        if not annotations:
+            # The seed a test sample ``i`` of epoch 0 gets in SkeletonDataset: the same crop/offset.
+            sample = self.transform(sample, np.random.default_rng([0, 0, i, 0]))
+            keypoint = with_scores(sample["keypoint"], sample.get("keypoint_score"))
+            features.append(clip_features(keypoint, self.layout.parents, self.input_format))
+        if not features:
             return np.zeros((0, len(self.classes)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # empty clips are the caller's business
-            dataset = SkeletonDataset(annotations, self.layout, self.input_format, self.transform, seed=0)
-        if len(dataset.annotations) != len(annotations):
-            raise NoPersonError("a clip given to SkeletonRecognizer.probabilities has no person in it")
-        collate = collate_packed if self.input_format == "packed" else make_collate_padded(self.max_frames)
-        out = []
-        with torch.inference_mode():
-            for first in range(0, len(dataset), self.batch_size):
-                batch = collate(
-                    [dataset[i] for i in range(first, min(first + self.batch_size, len(dataset)))]
-                )
-                logits = self.model(*(t.to(self.device) for t in batch.inputs))
-                out.append(logits.float().softmax(-1).cpu().numpy())
+        out = [
+            _softmax(self._logits(features[first : first + self.batch_size]))
+            for first in range(0, len(features), self.batch_size)
+        ]
         return np.concatenate(out).astype(np.float64)
+
+    def _logits(self, features: list[np.ndarray]) -> np.ndarray:
+        """The model's logits for a batch of clips' features: packed along time for a PyTorch STAR,
+        padded with lengths for its exported form, padded to ``max_frames`` for a padded model."""
+        if self.input_format == "padded":
+            inputs: tuple[np.ndarray, ...] = (pad_time(features, axis=1, length=self.max_frames)[0],)
+        elif self.backend == "onnxruntime":
+            inputs = pad_time(features, axis=0)
+        else:
+            lengths = np.array([len(f) for f in features])
+            inputs = (np.concatenate(features), np.repeat(np.arange(len(features)), lengths))
+        if self.backend == "onnxruntime":
+            return self.model(*inputs)
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(*(torch.from_numpy(a).to(self.device) for a in inputs))
+        return logits.float().cpu().numpy()
+
+    def set_video_options(
+        self, pose_fps: float | None = None, person_mode: str | None = None, **pose_options: Any
+    ) -> None:
+        """Change how videos are read: ``pose_fps`` (``None`` keeps the current rate, 0 poses every
+        frame), ``person_mode`` and other :class:`~lightact.data.skeleton.pose.PoseExtractor`
+        options (``second_search_every``, ...)."""
+        if person_mode is not None:
+            if person_mode not in PERSON_MODES:
+                raise ValueError(f"persons must be one of {', '.join(PERSON_MODES)}, got {person_mode!r}")
+            self.person_mode = person_mode
+        if pose_fps is not None:
+            if not (math.isfinite(pose_fps) and pose_fps >= 0):
+                raise ValueError(f"pose fps must be a positive number (0: every frame), got {pose_fps!r}")
+            self.pose_options["pose_fps"] = pose_fps or None
+        self.pose_options.update(pose_options)
+
+    @property
+    def separate_persons(self) -> bool:
+        """Whether each person of an input is classified on their own: ``person_mode="each"``, or
+        ``"auto"`` for a model trained on one person at a time (a checkpoint that records how many
+        persons its training samples had; older ones are classified with everybody together)."""
+        if self.person_mode == "auto":
+            return self.trained_persons == 1
+        return self.person_mode == "each"
 
     def default_window(self, num_frames: int) -> int:
         """The window used when none is given: the whole clip up to 300 frames (and the padded
@@ -312,6 +427,7 @@ class SkeletonRecognizer(Predictor):
             layout=self.layout.name,
             input_layout=input_layout,
             sample=None if frame_dir is None else str(frame_dir),
+            persons=item.persons if item.persons is not None else _seen_persons(keypoint),
         )
 
     def _prepare(self, item: _Input) -> tuple[np.ndarray, np.ndarray | None, str | None]:
@@ -377,10 +493,18 @@ class SkeletonRecognizer(Predictor):
                 score = np.concatenate([score, np.zeros((missing, *score.shape[1:]), np.float32)])
         return keypoint, score, input_layout
 
+    def video_annotation(self, path: str | Path) -> dict[str, Any]:
+        """The poses of a video (:attr:`pose_options`: pose rate, second-person search cadence,
+        overlapped decoding) resampled to the rate the model was trained at (:attr:`fps`)."""
+        from lightact.data.skeleton.resample import resample_poses
+
+        return resample_poses(_extract_pose(Path(path), self.pose_options), self.fps)
+
     def _read(self, x: Any) -> tuple[list[_Input], bool]:
         if isinstance(x, np.ndarray):
             return [_Input("array", {"keypoint": x})], False
-        if torch.is_tensor(x):
+        torch = sys.modules.get("torch")  # a tensor can only be given where torch is loaded
+        if torch is not None and torch.is_tensor(x):
             return [_Input("array", {"keypoint": x.detach().cpu().numpy()})], False
         if isinstance(x, dict):
             if "annotations" in x:
@@ -421,14 +545,14 @@ class SkeletonRecognizer(Predictor):
                 raise PredictionInputError(f"{path}: not a plain numeric .npy array ({err})") from None
             return [_Input(str(path), {"keypoint": array})], False
         if suffix in VIDEO_SUFFIXES:
-            return [_Input(str(path), _extract_pose(path))], False
+            return [_Input(str(path), self.video_annotation(path))], False
         raise PredictionInputError(
             f"{path}: unsupported file type {suffix or '(none)'}; give a skeleton pickle (.pkl), a .npy "
             f"array or a video ({', '.join(sorted(VIDEO_SUFFIXES))})"
         )
 
 
-def _extract_pose(path: Path) -> dict[str, Any]:
+def _extract_pose(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     try:
         from lightact.data.skeleton.pose import extract_pose
     except ImportError as err:
@@ -437,7 +561,7 @@ def _extract_pose(path: Path) -> dict[str, Any]:
             f"MediaPipe), which cannot be imported: {err}"
         ) from None
     try:
-        annotation = extract_pose(str(path))
+        annotation = extract_pose(str(path), **options)
     except ImportError as err:  # MediaPipe itself is missing (pose.MissingDependencyError)
         raise PredictionInputError(f"{path}: classifying a video needs MediaPipe: {err}") from None
     if not isinstance(annotation, dict) or "keypoint" not in annotation:
@@ -447,6 +571,37 @@ def _extract_pose(path: Path) -> dict[str, Any]:
     if annotation.get("frame_dir") in (None, ""):
         annotation["frame_dir"] = path.stem
     return annotation
+
+
+def _seen_persons(keypoint: np.ndarray) -> list[int]:
+    """Indices of the persons with at least one seen frame in ``[M, T, V, C]`` keypoints."""
+    return [int(m) for m in np.flatnonzero(np.abs(keypoint).reshape(len(keypoint), -1).sum(1) > 0)]
+
+
+def _each_person(item: _Input, single: bool) -> list[_Input]:
+    """One input per person seen in ``item`` (persons never seen are left out), each naming its
+    person in its sample name: ``person<k>`` for a single input (a video, an array), else
+    ``<sample>_person<k>``."""
+    keypoint = np.asarray(item.annotation.get("keypoint"))
+    if keypoint.ndim != 4 or keypoint.shape[0] < 2:
+        return [item]
+    parts = []
+    frame_dir = item.annotation.get("frame_dir")
+    for k in _seen_persons(keypoint):
+        annotation = {
+            key: (value[k : k + 1] if key in PER_PERSON_KEYS and np.ndim(value) >= 2 else value)
+            for key, value in item.annotation.items()
+        }
+        name = f"person{k}" if single or not frame_dir else f"{frame_dir}_person{k}"
+        annotation["frame_dir"] = name
+        parts.append(_Input(item.source, annotation, f"{item.label} (person {k})", persons=[k]))
+    return parts or [item]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float32)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 def _annotation_list(annotations: Any, source: str) -> list[_Input]:
@@ -488,35 +643,3 @@ def _input_fps(item: _Input) -> float:
     except (TypeError, ValueError):
         fps = DEFAULT_FPS
     return fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
-
-
-def _test_pipeline(path: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """What :meth:`SkeletonDataModule.inference_meta` records (``test_transforms``, ``clip_len``,
-    ``max_frames``): from the checkpoint, else from the ``config.yaml`` of a run saved before
-    checkpoints held it; ``None`` when neither has it."""
-    data = meta.get("data")
-    if isinstance(data, dict) and "test_transforms" in data:
-        return data
-    config = _saved_config(path)
-    if not config:
-        return None
-    saved = config.get("data") or {}
-    return {
-        "test_transforms": saved.get("test_transforms"),
-        "clip_len": (config.get("eval") or {}).get("clip_len"),
-        "max_frames": saved.get("max_frames"),
-    }
-
-
-def _saved_config(path: Path) -> dict[str, Any]:
-    """The raw ``config.yaml`` saved beside the weights (``{}`` when there is none)."""
-    import yaml
-
-    config = (path if path.is_dir() else path.parent) / "config.yaml"
-    if not config.is_file():
-        return {}
-    try:
-        raw = yaml.safe_load(config.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{config} is not valid YAML ({err})") from None
-    return raw if isinstance(raw, dict) else {}

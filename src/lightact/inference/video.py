@@ -26,6 +26,7 @@ from lightact.data.video.transforms import center_crop, normalize, resize_short_
 from lightact.inference.base import Predictor
 from lightact.inference.files import InputFiles, window_starts
 from lightact.inference.results import Prediction, WindowPrediction, top_classes
+from lightact.inference.runtime import OnnxModel
 
 __all__ = ["VideoRecognizer"]
 
@@ -37,7 +38,11 @@ class VideoRecognizer(Predictor):
     inputs = InputFiles(VIDEO_SUFFIXES, "video", errors=(VideoDecodeError,))
 
     def __init__(
-        self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu", batch_size: int = 8
+        self,
+        model: nn.Module | OnnxModel,
+        meta: dict[str, Any],
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
     ) -> None:
         super().__init__(model, meta, device)
         data = meta.get("data") or {}
@@ -61,8 +66,11 @@ class VideoRecognizer(Predictor):
         """Class probabilities for uint8 clips ``[N, T, 3, crop, crop]``."""
         out = []
         for chunk in clips.split(self.batch_size):
-            x = normalize(chunk, self.mean, self.std).to(self.device)
-            out.append(self.model(x).float().softmax(-1).cpu())
+            x = normalize(chunk, self.mean, self.std)
+            if self.backend == "onnxruntime":  # decoding and cropping still use torch here
+                out.append(torch.from_numpy(self.model(x.numpy())).float().softmax(-1))
+            else:
+                out.append(self.model(x.to(self.device)).float().softmax(-1).cpu())
         return torch.cat(out).numpy().astype(np.float64)
 
     def predict(

@@ -57,8 +57,11 @@ class ExportTarget:
     dimension that may be dynamic to its name, ``alternate`` gives a second size per axis name for
     the parity check on a differently shaped input.
 
-    ``feeds`` is set when the exported module takes one sample per call (STAR's single-clip form):
-    it splits the model's inputs for a batch into the exported module's calls.
+    ``feeds`` is set when the exported module takes other inputs than the model (STAR's padded
+    form): it turns the model's inputs for a batch into the exported module's calls. A module with
+    more than one input names the others ``extra_names``, derives example values for them from the
+    first input with ``extra_inputs``, and gives their dynamic axes in ``extra_axes`` (input name ->
+    dimension -> axis name, the names shared with ``axes``).
     """
 
     module: nn.Module
@@ -68,25 +71,40 @@ class ExportTarget:
     note: str = ""
     input_name: str = "x"
     output_name: str = "logits"
-    feeds: Callable[[tuple[Tensor, ...]], list[Tensor]] | None = None
+    feeds: Callable[[tuple[Tensor, ...]], list[tuple[Tensor, ...]]] | None = None
+    extra_inputs: Callable[[Tensor], tuple[Tensor, ...]] | None = None
+    extra_names: tuple[str, ...] = ()
+    extra_axes: dict[str, dict[int, str]] = field(default_factory=dict)
 
     @property
     def axis_names(self) -> list[str]:
         return list(self.axes.values())
 
+    @property
+    def input_names(self) -> list[str]:
+        return [self.input_name, *self.extra_names]
+
+    def input_axes(self, dynamic: list[str]) -> dict[str, dict[int, str]]:
+        """Input name -> {dimension: axis name} for the axes named in ``dynamic``."""
+        every = {self.input_name: self.axes, **self.extra_axes}
+        axes = {name: {d: n for d, n in dims.items() if n in dynamic} for name, dims in every.items()}
+        return {name: dims for name, dims in axes.items() if dims}
+
     def shape(self, sizes: Mapping[str, int] | None = None) -> tuple[int, ...]:
         sizes = sizes or {}
         return tuple(sizes.get(self.axes.get(d, ""), n) for d, n in enumerate(self.canonical))
 
-    def example(self, sizes: Mapping[str, int] | None = None, seed: int = 0) -> Tensor:
-        return random_input(self.shape(sizes), seed)
+    def example(self, sizes: Mapping[str, int] | None = None, seed: int = 0) -> tuple[Tensor, ...]:
+        """The exported module's inputs: the first random of :meth:`shape`, the others derived."""
+        x = random_input(self.shape(sizes), seed)
+        return (x, *self.extra_inputs(x)) if self.extra_inputs is not None else (x,)
 
     def alternate_sizes(self, dynamic: list[str]) -> dict[str, int]:
         return {name: self.alternate[name] for name in dynamic if name in self.alternate}
 
-    def calls(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
-        """The exported module's inputs, one per call, for the model's ``inputs`` of a batch."""
-        return [inputs[0]] if self.feeds is None else self.feeds(inputs)
+    def calls(self, inputs: tuple[Tensor, ...]) -> list[tuple[Tensor, ...]]:
+        """The exported module's inputs, one tuple per call, for the model's ``inputs`` of a batch."""
+        return [(inputs[0],)] if self.feeds is None else self.feeds(inputs)
 
 
 class ExampleInput:

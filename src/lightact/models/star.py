@@ -10,10 +10,11 @@ Clips are then pooled with a gated mean and classified from the flattened joints
 
 Export. The packed forward reads the clip lengths into Python (``clip_ids`` -> list) and loops over
 the clips, which a tracer records as constants: an ONNX graph traced that way would only accept the
-exact clip lengths it was traced with. :class:`SingleClipSTAR` is the exportable form: it takes one
-clip ``[F, V, C]`` and computes every per-clip quantity (position code, temporal attention, pooling)
-with tensor operations over dim 0, so the frame count is a dynamic axis of the exported graph. The
-exported model therefore classifies one clip per call; batch clips by calling it several times.
+exact clip lengths it was traced with. :class:`PaddedSTAR` is the exported form: several clips per
+call as a padded batch ``[N, T, V, C]`` with each clip's length, every per-clip quantity (position
+code, temporal attention, pooling) computed with tensor operations and masks, so the number of clips
+and the padded length are dynamic axes of the graph. :class:`SingleClipSTAR` is the same for one
+clip ``[F, V, C]`` (the earlier export form, kept for callers that feed one clip at a time).
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ class AttentionBranch(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, *context) -> Tensor:
-        h = self.norm1(x + self.drop(self.attention(x, *context)))
+        return self.finish(x, self.attention(x, *context))
+
+    def finish(self, x: Tensor, attended: Tensor) -> Tensor:
+        """The sub-layer around an attention output computed elsewhere (STAR's padded form)."""
+        h = self.norm1(x + self.drop(attended))
         return self.norm2(h + self.drop(self.ffn(h)))
 
 
@@ -79,6 +84,15 @@ class GatedMeanPool(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.context = nn.Linear(dim, dim)
+
+    def forward_padded(self, x: Tensor, valid: Tensor) -> Tensor:
+        """The same pooling for a padded batch ``[N, T, V, C]`` with its real frames ``valid [N, T]``
+        -> ``[N, V, C]``; padded frames take no part."""
+        mask = valid.to(x.dtype)[:, :, None, None]
+        counts = mask.sum(1)
+        context = torch.tanh(self.context((x * mask).sum(1) / counts))
+        gate = torch.sigmoid((x * context[:, None]).sum(-1, keepdim=True))
+        return (gate * x * mask).sum(1) / counts
 
     def forward(self, x: Tensor, clip_ids: Tensor, num_clips: int) -> Tensor:
         counts = torch.zeros(num_clips, device=x.device, dtype=x.dtype).index_add_(
@@ -160,6 +174,27 @@ class STAR(nn.Module):
             x = block(x, self.segment_length)
         return self.head(self.pool.forward_single(x))
 
+    def forward_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Clips ``n`` = ``x[n, :lengths[n]]`` of a padded batch ``[N, T, V, C]`` -> logits
+        ``[N, num_classes]``, each equal to ``forward`` on that clip alone; tensor operations only,
+        so that tracing keeps ``N`` and ``T`` dynamic (what frames past a clip's length hold does
+        not matter)."""
+        clips, frames, joints, channels = x.shape
+        if joints != self.num_joints or channels != self.in_channels:
+            raise ValueError(
+                f"STAR expects [clips, frames, {self.num_joints} joints, {self.in_channels} channels], "
+                f"got {list(x.shape)}"
+            )
+        positions = torch.ones_like(x[0, :, 0, 0]).cumsum(0) - 1  # 0..T-1
+        valid = positions[None] < lengths[:, None].to(positions.dtype)  # [N, T]
+        x = self.input_norm(x.reshape(clips * frames, joints * channels)).view_as(x)
+        x = self.embed(x) + sinusoidal_code(positions, self.embed.out_features)[None, :, None]
+        for block in self.blocks:
+            spatial = block.spatial(x.flatten(0, 1)).view_as(x)
+            temporal = block.temporal.attention.forward_padded(x, valid, self.segment_length)
+            x = spatial + block.temporal.finish(x, temporal)
+        return self.head(self.pool.forward_padded(x, valid))
+
     def forward(self, x: Tensor, clip_ids: Tensor) -> Tensor:
         self._check_input(x)
         frames, joints, channels = x.shape
@@ -173,6 +208,36 @@ class STAR(nn.Module):
         for block in self.blocks:
             x = block(x, segments)
         return self.head(self.pool(x, clip_ids, len(lengths)))
+
+
+class PaddedSTAR(nn.Module):
+    """Exportable STAR for several clips per call: ``forward(x [N, T, V, C], lengths [N])`` ->
+    ``[N, num_classes]`` (:meth:`STAR.forward_padded`); shares the wrapped model's parameters."""
+
+    def __init__(self, star: STAR) -> None:
+        super().__init__()
+        self.star = star
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        return self.star.forward_padded(x, lengths)
+
+
+def pad_packed(x: Tensor, clip_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """A packed batch ``(x [sum F_i, V, C], clip_ids)`` as :class:`PaddedSTAR`'s ``(x [N, T, V, C],
+    lengths [N])``, zero-padded to the longest clip."""
+    lengths = torch.bincount(clip_ids)
+    clips = x.split(lengths.tolist())
+    padded = x.new_zeros((len(clips), int(lengths.max()), *x.shape[1:]))
+    for n, clip in enumerate(clips):
+        padded[n, : len(clip)] = clip
+    return padded, lengths
+
+
+def example_lengths(x: Tensor) -> tuple[Tensor]:
+    """Clip lengths for an example padded batch: the first clip full, each next one shorter (so that
+    the parity check sees padding)."""
+    clips, frames = x.shape[:2]
+    return (frames - (torch.arange(clips) * 7) % frames,)
 
 
 class SingleClipSTAR(nn.Module):
@@ -195,10 +260,11 @@ class SingleClipSTAR(nn.Module):
 # A canonical sample: one NTU clip of 2 persons x 100 frames, the persons concatenated along time.
 CANONICAL_FRAMES = 200
 EXPORT_NOTE = (
-    "STAR exports as SingleClipSTAR: one clip [frames, joints, 9] per call -> [1, classes]. The packed "
-    "batch reads clip lengths into Python and loops over clips, which a tracer would freeze to the "
-    "traced lengths; the single-clip form computes every per-clip quantity with tensor operations, "
-    "so the frame count stays dynamic. Batch clips by calling the session once per clip."
+    "STAR exports as PaddedSTAR: several clips per call, x [clips, frames, joints, 9] zero-padded to "
+    "the longest clip with lengths [clips] (int64) -> [clips, classes]. The packed batch reads clip "
+    "lengths into Python and loops over clips, which a tracer would freeze to the traced lengths; the "
+    "padded form computes every per-clip quantity with tensor operations and masks, so the number of "
+    "clips and the frame count stay dynamic."
 )
 
 
@@ -220,12 +286,15 @@ class PackedClips(ExampleInput):
 
 def _export_target(model: STAR) -> ExportTarget:
     return ExportTarget(
-        SingleClipSTAR(model).eval(),
-        canonical=(CANONICAL_FRAMES, model.num_joints, model.in_channels),
-        axes={0: "frames"},
-        alternate={"frames": 137},
+        PaddedSTAR(model).eval(),
+        canonical=(2, CANONICAL_FRAMES, model.num_joints, model.in_channels),
+        axes={0: "batch", 1: "frames"},
+        alternate={"batch": 3, "frames": 137},
         note=EXPORT_NOTE,
-        feeds=lambda inputs: list(inputs[0].split(clip_lengths(inputs[1]))),
+        feeds=lambda inputs: [pad_packed(*inputs)],
+        extra_inputs=example_lengths,
+        extra_names=("lengths",),
+        extra_axes={"lengths": {0: "batch"}},
     )
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading pixels needs only PIL
+    from torch import Tensor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -38,6 +40,8 @@ class ImageSamples:
     def load(self, index: int, min_size: int | None = None) -> Tensor:
         """Image ``index`` as uint8 ``[3, H, W]``. ``min_size`` lets JPEG decoding skip detail that
         the resize would throw away anyway (much faster on large photos)."""
+        import torch
+
         if self.arrays is not None:
             return torch.from_numpy(self.arrays[index]).permute(2, 0, 1)
         return decode_image(self.paths[index], min_size)
@@ -45,6 +49,14 @@ class ImageSamples:
 
 def decode_image(path: Path, min_size: int | None = None) -> Tensor:
     """Decode a file to uint8 ``[3, H, W]`` RGB; any failure is an :class:`ImageReadError` naming it."""
+    import torch
+
+    return torch.from_numpy(read_rgb(path, min_size)).permute(2, 0, 1)
+
+
+def read_rgb(path: Path, min_size: int | None = None) -> np.ndarray:
+    """Decode a file to a uint8 ``[H, W, 3]`` RGB array (no torch); any failure is an
+    :class:`ImageReadError` naming it."""
     from PIL import Image
 
     try:
@@ -55,7 +67,7 @@ def decode_image(path: Path, min_size: int | None = None) -> Tensor:
             array = np.asarray(image.convert("RGB"))
     except Exception as err:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, ...) on bad files
         raise ImageReadError(f"{path}: cannot read image ({type(err).__name__}: {err})") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return array.copy()
 
 
 def drop_unreadable(samples: ImageSamples, min_size: int | None = None) -> ImageSamples:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightact.data.skeleton.features import joint_bone_motion, person_frames, with_scores
+from lightact.data.skeleton.features import clip_features, with_scores
 from lightact.data.skeleton.layouts import Layout
 from lightact.data.skeleton.pickle_io import safe_load_pickle
 
@@ -117,9 +117,4 @@ class SkeletonDataset(Dataset):
         return {"frames": self._represent(keypoint), "label": sample["label"], "index": index}
 
     def _represent(self, keypoint: np.ndarray) -> torch.Tensor:
-        if self.representation == "padded":
-            return torch.from_numpy(np.ascontiguousarray(keypoint.transpose(3, 1, 2, 0)))
-        persons = person_frames(keypoint)
-        if not persons:  # every seen frame was cropped away by an augmentation
-            persons = [np.zeros((1, *keypoint.shape[2:]), dtype=np.float32)]
-        return torch.from_numpy(np.concatenate([joint_bone_motion(p, self.parents) for p in persons]))
+        return torch.from_numpy(clip_features(keypoint, self.parents, self.representation))

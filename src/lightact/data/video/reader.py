@@ -10,21 +10,30 @@ the file, and for errors in the middle of a stream, the index of the frame that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 __all__ = [
     "MissingDependencyError",
+    "TimedFrame",
     "VideoDecodeError",
     "VideoInfo",
     "iter_frames",
+    "decode_timed",
+    "iter_timed_frames",
+    "prefetch",
     "scaled_size",
     "video_info",
 ]
+
+T = TypeVar("T")
 
 
 # File suffixes taken for videos when a folder is searched (pose, predict, feature extraction).
@@ -129,20 +138,74 @@ def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.nd
     Scaling and the conversion to RGB happen in one libswscale call (area filter when downscaling).
     The file is closed when the iterator is exhausted, closed or garbage collected.
     """
+    for frame in iter_timed_frames(path, max_side):
+        yield frame.rgb
+
+
+@dataclass(frozen=True)
+class TimedFrame:
+    """A decoded frame: its index in the stream, its presentation time in seconds from the first
+    frame, and its pixels (RGB uint8 ``[H, W, 3]``)."""
+
+    index: int
+    time: float
+    rgb: np.ndarray
+
+
+def iter_timed_frames(
+    path: str | Path, max_side: int | None = None, fps: float | None = None
+) -> Iterator[TimedFrame]:
+    """Decode ``path`` like :func:`iter_frames`, keeping only the frames due at ``fps`` (every frame
+    when ``None``): a frame is kept when its timestamp reaches the next multiple of ``1 / fps``, so
+    the kept frames follow the stream's own clock, also for a variable frame rate. Every frame is
+    decoded (inter-frame codecs need them), but only kept ones are scaled and converted to RGB."""
     path = Path(path)
-    av = _av()
     container, stream = _open(path)
-    stream.thread_type = "AUTO"
-    index = 0
     try:
-        frames = container.decode(stream)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except (av.FFmpegError, OSError) as err:
-                raise VideoDecodeError(f"{path}: decoding failed at frame {index} ({err})") from err
+        yield from decode_timed(container, stream, str(path), max_side, fps)
+    finally:
+        container.close()
+
+
+def decode_timed(
+    container,
+    stream,
+    name: str,
+    max_side: int | None = None,
+    fps: float | None = None,
+    on_skip: Callable[[int, float], None] | None = None,
+) -> Iterator[TimedFrame]:
+    """:func:`iter_timed_frames` on an opened PyAV container (a file, a camera, a stream URL);
+    ``name`` names the source in errors; ``on_skip(index, time)`` is called for each frame that is
+    not due. The caller closes the container."""
+    av = _av()
+    stream.thread_type = "AUTO"
+    rate = _stream_fps(stream) or 25.0
+    index, due = 0, 0.0
+    first: float | None = None
+    last: float | None = None
+    ordered = True
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            break
+        except (av.FFmpegError, OSError) as err:
+            raise VideoDecodeError(f"{name}: decoding failed at frame {index} ({err})") from err
+        # Timestamps, where the container has usable ones (a variable frame rate); an AVI with
+        # B-frames stores them in decoding order, and from the first one that goes backwards the
+        # frame index at the nominal rate is the clock.
+        stamp = float(frame.time) if frame.time is not None else None
+        if stamp is None or (last is not None and stamp <= last):
+            ordered = False
+        last = stamp
+        first = stamp if first is None else first
+        time = stamp - first if ordered and stamp is not None else index / rate
+        # Half a source frame of slack: a 30 fps stream sampled at 10 fps keeps every third frame.
+        if fps is None or time + 0.5 / rate >= due:
+            if fps is not None:
+                due = max(due + 1.0 / fps, time + 0.5 / fps)
             width, height = scaled_size(frame.width, frame.height, max_side)
             try:
                 if (width, height) == (frame.width, frame.height):
@@ -150,10 +213,57 @@ def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.nd
                 else:
                     rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
             except (av.FFmpegError, ValueError) as err:
-                raise VideoDecodeError(f"{path}: cannot convert frame {index} to RGB ({err})") from err
-            yield np.ascontiguousarray(rgb)
-            index += 1
-        if index == 0:
-            raise VideoDecodeError(f"{path}: no frame could be decoded")
+                raise VideoDecodeError(f"{name}: cannot convert frame {index} to RGB ({err})") from err
+            yield TimedFrame(index, time, np.ascontiguousarray(rgb))
+        elif on_skip is not None:
+            on_skip(index, time)
+        index += 1
+    if index == 0:
+        raise VideoDecodeError(f"{name}: no frame could be decoded")
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead of the consumer (decoding
+    overlaps with what the consumer does: PyAV and MediaPipe release the GIL while they work). An
+    error in the producer is raised in the consumer; closing the iterator stops the producer."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as err:  # handed to the consumer, who raises it
+            buffer.put(err)
+
+    thread = threading.Thread(target=produce, name="lightact-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        container.close()
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full buffer
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()

@@ -64,6 +64,50 @@ class SegmentedLinearAttention(nn.Module):
         out = out.view(joints, self.heads, frames, -1)
         return out.permute(2, 0, 1, 3).reshape(frames, joints, dim)
 
+    def forward_padded(self, x: Tensor, valid: Tensor, segment_length: int | None = None) -> Tensor:
+        """A padded batch ``x: [N, T, V, C]`` whose clip ``n`` holds ``valid[n].sum()`` real frames
+        first (``valid: [N, T]`` bool) -> ``[N, T, V, C]``; each clip's real frames get what
+        :meth:`forward` gives that clip alone (cut into segments of ``segment_length`` from its first
+        frame, or whole), padded frames never reach a real one. Tensor operations only, so an
+        exported graph keeps N and T dynamic."""
+        clips, frames, joints, dim = x.shape
+        qkv = self.qkv(x).view(clips, frames, joints, 3, self.heads, dim // self.heads)
+        qkv = qkv.permute(3, 0, 2, 4, 1, 5).reshape(3, clips, joints * self.heads, frames, dim // self.heads)
+        q, k, v = qkv.unbind(0)  # [N, V·H, T, d] each
+        mask = valid.to(x.dtype)[:, None, :, None]
+        q, k = feature_map(q), feature_map(k) * mask
+        if segment_length is None:
+            kv = k.transpose(-1, -2) @ v  # [N, V·H, d, d]
+            out = (q @ kv) / (q @ k.sum(2, keepdim=True).transpose(-1, -2) + self.eps)
+        else:
+            out = self._attend_padded_segments(q, k, v, valid, segment_length)
+        out = out.view(clips, joints, self.heads, frames, -1)
+        return out.permute(0, 3, 1, 2, 4).reshape(clips, frames, joints, dim)
+
+    def _attend_padded_segments(self, q: Tensor, k: Tensor, v: Tensor, valid: Tensor, size: int) -> Tensor:
+        # As _attend_fixed_segments, per clip: a segment ends at the next multiple of ``size`` or at
+        # the clip's own last real frame, whichever comes first.
+        frame = torch.ones_like(q[0, 0, :, 0]).cumsum(0) - 1  # 0..T-1, T kept dynamic
+        length = valid.to(q.dtype).sum(1, keepdim=True)  # [N, 1]
+        start = torch.div(frame, size, rounding_mode="floor") * size  # [T]
+        end = torch.minimum(start[None] + size, length).clamp(min=0)  # [N, T], exclusive
+        start, end = start.long()[None].expand_as(end), end.long()
+        kv = (k.unsqueeze(-1) * v.unsqueeze(-2)).cumsum(2)  # [N, B, T, d, d]
+        ksum = k.cumsum(2)
+        kv = torch.cat([torch.zeros_like(kv[:, :, :1]), kv], dim=2)
+        ksum = torch.cat([torch.zeros_like(ksum[:, :, :1]), ksum], dim=2)
+        # Index [N, T] broadcast over the heads and feature axes.
+        at_end = end[:, None, :, None].expand(-1, kv.shape[1], -1, ksum.shape[-1])
+        at_start = start[:, None, :, None].expand_as(at_end)
+        ksum_segment = ksum.gather(2, at_end) - ksum.gather(2, at_start)  # [N, B, T, d]
+        flat = kv.flatten(3)  # [N, B, T+1, d·d]
+        wide_end = end[:, None, :, None].expand(-1, flat.shape[1], -1, flat.shape[-1])
+        wide_start = start[:, None, :, None].expand_as(wide_end)
+        kv_segment = (flat.gather(2, wide_end) - flat.gather(2, wide_start)).view(*ksum_segment.shape, -1)
+        numerator = (q.unsqueeze(-2) @ kv_segment).squeeze(-2)
+        normaliser = (q * ksum_segment).sum(-1, keepdim=True)
+        return numerator / (normaliser + self.eps)
+
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         # One segment, [B, T, d]: summarise keys and values once, then read out per query frame.
         kv = k.transpose(1, 2) @ v  # [B, d, d]

@@ -35,7 +35,7 @@ import numpy as np
 
 from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, import_mediapipe
 from lightact.data.skeleton.pose.tracking import Tracker, box_iou, contained, drop_short_runs, landmark_box
-from lightact.data.video.reader import iter_frames, video_info
+from lightact.data.video.reader import TimedFrame, iter_timed_frames, prefetch, video_info
 
 LAYOUT = "mediapipe33"
 NUM_LANDMARKS = 33
@@ -51,6 +51,7 @@ class PoseResult:
     img_shape: tuple[int, int]  # (h, w) of the frames MediaPipe saw
     original_shape: tuple[int, int]  # (h, w) of the video
     seconds: float  # decoding + pose, wall clock
+    times: np.ndarray | None = None  # seconds of each frame from the first, when frames came timed
 
     @property
     def total_frames(self) -> int:
@@ -201,40 +202,66 @@ class PoseExtractor:
             found.append((xy, vis, world, box))
         return found
 
+    def warm_up(self, height: int = 360, width: int = 640) -> None:
+        """Run every slot's graph once on a blank frame, so that the first real frame does not pay
+        for MediaPipe's start-up (about a second; what a live source would drop frames for), then
+        forget it (:meth:`start`)."""
+        blank = np.zeros((height, width, 3), np.uint8)
+        for pose in self._slots:
+            pose.process(blank)
+        self._fresh = False
+        self.start()
+
+    def start(self) -> None:
+        """Begin a new video (or stream) for :meth:`track`: the graphs and the tracker forget the
+        previous one."""
+        self._reset()
+        self._tracker = Tracker(self.max_persons, max_lost=self.max_lost)
+
+    def track(self, frame: np.ndarray, index: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """The people of frame ``index`` (RGB uint8, processing size) of the video begun with
+        :meth:`start`: ``(person index, xy normalised [33, 2], visibility [33], world xyz [33, 3]
+        in MediaPipe axes)`` each, the index kept across frames by the tracker. ``index`` counts the
+        frames given to :meth:`track` (what the tracker's ``max_lost`` counts in)."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame {index}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
+            )
+        people = self._detect(np.ascontiguousarray(frame))
+        slots = self._tracker.assign(index, [p[3] for p in people])
+        return [(slot, xy, vis, world) for (xy, vis, world, _), slot in zip(people, slots, strict=True)]
+
     def process_frames(
         self,
-        frames: Iterable[np.ndarray],
+        frames: Iterable[np.ndarray | TimedFrame],
         original_shape: tuple[int, int] | None = None,
         on_frame: Callable[[int], None] | None = None,
     ) -> PoseResult:
-        """Pose of a sequence of RGB uint8 frames (already at processing size).
+        """Pose of a sequence of RGB uint8 frames (already at processing size), or of
+        :class:`~lightact.data.video.reader.TimedFrame` s (their times kept in the result).
 
         ``original_shape`` (h, w) is the size the keypoints are given in (default: the frames' own);
         ``on_frame(n)`` is called with the number of frames done so far, every 16 frames and at the end.
         """
-        self._reset()
-        tracker = Tracker(self.max_persons, max_lost=self.max_lost)
+        self.start()
         m = self.max_persons
         kp: list[np.ndarray] = []
         score: list[np.ndarray] = []
         kp3d: list[np.ndarray] = []
+        times: list[float] = []
         img_shape: tuple[int, int] | None = None
         start = time.perf_counter()
-        for t, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise ValueError(
-                    f"frame {t}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
-                )
+        for t, item in enumerate(frames):
+            frame = item.rgb if isinstance(item, TimedFrame) else item
+            if isinstance(item, TimedFrame):
+                times.append(item.time)
             if img_shape is None:
                 img_shape = (int(frame.shape[0]), int(frame.shape[1]))
                 oh, ow = original_shape or img_shape
             f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
             f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
             f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
-            people = self._detect(np.ascontiguousarray(frame))
-            for (xy, vis, world, _), slot in zip(
-                people, tracker.assign(t, [p[3] for p in people]), strict=True
-            ):
+            for slot, xy, vis, world in self.track(frame, t):
                 f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
                 f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
                 # A visible landmark never has score exactly 0, which marks "no person" here.
@@ -269,18 +296,31 @@ class PoseExtractor:
             img_shape=img_shape,
             original_shape=(int(oh), int(ow)),
             seconds=seconds,
+            times=np.asarray(times, dtype=np.float64) if len(times) == len(kp) else None,
         )
 
-    def process_video(self, video: str | Path, on_frame: Callable[[int], None] | None = None) -> PoseResult:
+    def process_video(
+        self,
+        video: str | Path,
+        on_frame: Callable[[int], None] | None = None,
+        *,
+        pose_fps: float | None = None,
+        overlap: bool = False,
+    ) -> PoseResult:
         """Decode ``video`` (streamed, downscaled to ``max_side``) and estimate its poses.
+
+        ``pose_fps`` estimates poses at that rate only (frames due by their timestamps; the result's
+        ``times`` say when each was), ``None`` on every frame. With ``overlap`` a decoding thread
+        runs ahead of pose estimation (a bounded queue of frames), using a second core.
 
         Raises :class:`~lightact.data.video.VideoDecodeError` for a file that cannot be decoded.
         """
         video = Path(video)
         info = video_info(video)
         start = time.perf_counter()
+        frames = iter_timed_frames(video, max_side=self.max_side, fps=pose_fps)
         result = self.process_frames(
-            iter_frames(video, max_side=self.max_side), (info.height, info.width), on_frame=on_frame
+            prefetch(frames) if overlap else frames, (info.height, info.width), on_frame=on_frame
         )
         result.seconds = time.perf_counter() - start  # include the decoding
         return result
@@ -288,7 +328,15 @@ class PoseExtractor:
 
 def pose_annotation(result: PoseResult, frame_dir: str, fps: float, label: int = -1) -> dict[str, Any]:
     """``result`` as one annotation of the skeleton pickle (the keys :func:`extract_pose` lists)."""
+    extra = {}
+    if (
+        result.times is not None
+        and len(result.times)
+        and not np.allclose(result.times, np.arange(len(result.times)) / fps, atol=0.5 / fps)
+    ):  # poses at another rate than the video's (or a variable one): when each was taken
+        extra["frame_times"] = result.times.astype(np.float32)
     return {
+        **extra,
         "frame_dir": frame_dir,
         "total_frames": result.total_frames,
         "label": int(label),
@@ -303,16 +351,24 @@ def pose_annotation(result: PoseResult, frame_dir: str, fps: float, label: int =
 
 
 def extract_pose(
-    video: str | Path, max_persons: int = 2, max_side: int | None = 640, **kwargs: Any
+    video: str | Path,
+    max_persons: int = 2,
+    max_side: int | None = 640,
+    *,
+    pose_fps: float | None = None,
+    overlap: bool = False,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """One annotation (standard skeleton-pickle schema, ``label`` -1) with the poses of ``video``.
 
     Keys: ``frame_dir`` (file stem), ``total_frames``, ``label``, ``keypoint`` [M, T, 33, 2] (original
     pixels), ``keypoint_score`` [M, T, 33], ``keypoint_3d`` [M, T, 33, 3] (metres, y up),
-    ``img_shape`` (h, w of the processed frames), ``original_shape``, ``fps``, ``layout``.
-    ``kwargs`` go to :class:`PoseExtractor`.
+    ``img_shape`` (h, w of the processed frames), ``original_shape``, ``fps``, ``layout``; with a
+    ``pose_fps`` below the video's, ``frame_times`` (seconds of each row; resample with
+    :func:`lightact.data.skeleton.resample.resample_poses`). ``overlap`` decodes in a thread
+    ahead of pose estimation. ``kwargs`` go to :class:`PoseExtractor`.
     """
     video = Path(video)
     with PoseExtractor(max_persons=max_persons, max_side=max_side, **kwargs) as extractor:
-        result = extractor.process_video(video)
+        result = extractor.process_video(video, pose_fps=pose_fps, overlap=overlap)
     return pose_annotation(result, video.stem, video_info(video).fps)
