@@ -62,6 +62,8 @@ def layout_from_dict(data: dict[str, Any]) -> Layout:
         bones=tuple(tuple(b) for b in data["bones"]),
         center=data["center"],
         flip_pairs=tuple(tuple(p) for p in data["flip_pairs"]),
+        # Layouts saved before spine/shoulders existed have neither.
+        **{k: tuple(tuple(end) for end in data[k]) for k in ("spine", "shoulders") if data.get(k)},
     )
 
 

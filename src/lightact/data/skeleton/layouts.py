@@ -20,6 +20,10 @@ class Layout:
 
     ``bones`` lists ``(child, parent)`` index pairs forming a tree (or forest) over the joints;
     joints without a parent are roots, whose bone vector is zero.
+
+    ``spine`` (bottom, top) and ``shoulders`` (left, right) optionally name the joints that
+    body-centred transforms (``align_view``, ``normalize_scale``) measure; each end is a group of
+    joint indices standing for their mean. Left out, those transforms look joints up by name.
     """
 
     name: str
@@ -27,6 +31,8 @@ class Layout:
     bones: tuple[tuple[int, int], ...]
     center: int
     flip_pairs: tuple[tuple[int, int], ...] = field(default=())
+    spine: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    shoulders: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         v = len(self.joints)
@@ -43,6 +49,12 @@ class Layout:
         for a, b in self.flip_pairs:
             if not (0 <= a < v and 0 <= b < v):
                 raise ValueError(f"layout {self.name!r}: flip pair ({a}, {b}) is out of range")
+        for key in ("spine", "shoulders"):
+            pair = getattr(self, key)
+            if pair is None:
+                continue
+            if len(pair) != 2 or not all(pair) or not all(0 <= j < v for end in pair for j in end):
+                raise ValueError(f"layout {self.name!r}: {key} {pair} is not a pair of joints in range")
         self._check_acyclic()
 
     def _check_acyclic(self) -> None:
@@ -207,7 +219,8 @@ def get_layout(name_or_path: str | Path) -> Layout:
 
 def load_layout_yaml(path: str | Path) -> Layout:
     """Read a user layout: ``name``, ``joints`` (names), ``bones`` ([child, parent] by name or index),
-    ``center`` and optional ``flip_pairs``."""
+    ``center``, and optional ``flip_pairs``, ``spine`` ([bottom, top]) and ``shoulders`` ([left,
+    right]), where each end of a spine or shoulder pair is a joint or a list of joints (their mean)."""
     import yaml
 
     path = Path(path)
@@ -216,7 +229,7 @@ def load_layout_yaml(path: str | Path) -> Layout:
     spec = yaml.safe_load(path.read_text())
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a layout file must hold a mapping")
-    unknown = set(spec) - {"name", "joints", "bones", "center", "flip_pairs"}
+    unknown = set(spec) - {"name", "joints", "bones", "center", "flip_pairs", "spine", "shoulders"}
     if unknown:
         raise ValueError(f"{path}: unknown layout key(s) {sorted(unknown)}")
     for key in ("joints", "bones", "center"):
@@ -232,12 +245,22 @@ def load_layout_yaml(path: str | Path) -> Layout:
             raise ValueError(f"{path}: unknown joint {j!r}")
         return index[j]
 
+    def joint_pair(key: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        pair = spec.get(key)
+        if pair is None:
+            return None
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"{path}: layout key {key!r} must be a pair [a, b] of joints, got {pair!r}")
+        return tuple(tuple(resolve(j) for j in (end if isinstance(end, list) else [end])) for end in pair)
+
     return Layout(
         name=str(spec.get("name", path.stem)),
         joints=tuple(joints),
         bones=tuple((resolve(c), resolve(p)) for c, p in spec["bones"]),
         center=resolve(spec["center"]),
         flip_pairs=tuple((resolve(a), resolve(b)) for a, b in spec.get("flip_pairs", []) or []),
+        spine=joint_pair("spine"),
+        shoulders=joint_pair("shoulders"),
     )
 
 

@@ -148,17 +148,23 @@ def _find(layout: Layout, candidates: Sequence[str | tuple[str, ...]]) -> str | 
 
 
 def default_spine(layout: Layout) -> tuple[JointRef, JointRef] | None:
-    """(bottom, top) of the spine found by joint name, or ``None``.
+    """(bottom, top) of the spine: the layout's own ``spine`` when it names one, else found by joint
+    name, or ``None``.
 
     NTU25: spine_base -> spine_shoulder; OpenPose18: mid-hip -> neck; COCO17 / MediaPipe33:
     mid-hip -> mid-shoulder.
     """
+    if layout.spine is not None:
+        return layout.spine
     bottom, top = _find(layout, _SPINE_BOTTOM), _find(layout, _SPINE_TOP)
     return None if bottom is None or top is None else (bottom, top)
 
 
 def default_shoulders(layout: Layout) -> tuple[JointRef, JointRef] | None:
-    """(left, right) shoulders found by joint name, or ``None``."""
+    """(left, right) shoulders: the layout's own ``shoulders`` when it names them, else found by
+    joint name, or ``None``."""
+    if layout.shoulders is not None:
+        return layout.shoulders
     left, right = _find(layout, _LEFT_SHOULDER), _find(layout, _RIGHT_SHOULDER)
     return None if left is None or right is None else (left, right)
 
@@ -175,7 +181,8 @@ def _joint_pair(
         if found is None:
             raise ValueError(
                 f"{owner}: layout {layout.name!r} has no joints named like a {arg} "
-                f"(looked for {default.__name__}'s names); pass {arg}=(a, b) with joint names or indices"
+                f"(looked for {default.__name__}'s names); name them in the layout YAML ({arg}: [a, b]) "
+                f"or pass {arg}=(a, b) with joint names or indices"
             )
         given = found
     if isinstance(given, (str, int)) or len(given) != 2:
