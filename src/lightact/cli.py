@@ -259,6 +259,36 @@ def convert_ntu(
         raise typer.Exit(1)
 
 
+@data_app.command("import")
+def import_data(
+    spec: Annotated[Path, typer.Argument(help="Import spec YAML (configs/datasets/ has examples).")],
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
+    root: Annotated[Path | None, typer.Option(help="Dataset folder; replaces the spec's root.")] = None,
+    skip_errors: Annotated[
+        bool, typer.Option(help="Leave out files that do not match the spec (listed) instead of failing.")
+    ] = False,
+) -> None:
+    """Per-sequence text/CSV/.npy skeleton files -> annotation pickle with the spec's splits."""
+    from lightact.data.skeleton.importer import ImportFileError, ImportSpecError, import_dataset
+
+    try:
+        report = import_dataset(spec, out, root=root, skip_errors=skip_errors, progress=True)
+    except (ImportSpecError, ImportFileError) as err:
+        console.print(str(err), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    for item in report.dropped:
+        console.print(f"dropped {item['sample']} ({item['file']}): {item['reason']}", markup=False)
+    for item in report.failed:
+        console.print(f"failed: {item['error']}", style="red", markup=False, highlight=False)
+    sizes = ", ".join(f"{k}: {v}" for k, v in report.splits.items())
+    console.print(
+        f"imported {report.samples} of {report.files_found} files ({len(report.dropped)} dropped, "
+        f"{len(report.failed)} failed), {report.classes} classes ({sizes}) in {report.seconds:.1f} s "
+        f"-> {out}",
+        markup=False,
+    )
+
+
 @data_app.command("validate")
 def validate(
     file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
