@@ -71,18 +71,54 @@ def _print_metrics(metrics: dict) -> None:
     )
 
 
+def _print_folds(summary: dict) -> None:
+    table = Table(title=f"{summary['folds']}-fold cross-validation")
+    for column in ("fold", "test samples", "top-1", "mean class"):
+        table.add_column(column, justify="right")
+    for row in summary["per_fold"]:
+        table.add_row(
+            str(row["fold"]),
+            str(row["num_samples"]),
+            f"{row['top1']:.2%}",
+            f"{row['mean_class_accuracy']:.2%}",
+        )
+    top1, mean_class = summary["top1"], summary["mean_class_accuracy"]
+    table.add_row(
+        "mean ± std",
+        "",
+        f"{top1['mean']:.2%} ± {top1['std']:.2%}",
+        f"{mean_class['mean']:.2%} ± {mean_class['std']:.2%}",
+    )
+    console.print(table)
+    console.print(f"pooled top-1 over all folds' test samples: {summary['pooled_top1']:.2%}")
+
+
 @app.command(context_settings=OVERRIDES)
 def train(
     ctx: typer.Context,
     config: ConfigArg = None,
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the config's work_dir.")] = False,
+    folds: Annotated[
+        int | None, typer.Option(help="K-fold cross-validation over the data's fold splits (sets folds).")
+    ] = None,
 ) -> None:
     """Train a model, then evaluate it; writes weights, config, logs and reports to the work dir."""
+    from lightact.data.skeleton.dataset import SplitError
     from lightact.engine.train import train as run_training
 
-    cfg = _config(config, overrides, ctx.args)
-    work_dir = run_training(cfg, resume=resume)
+    cfg = _config(config, [*(overrides or []), *([f"folds={folds}"] if folds else [])], ctx.args)
+    try:
+        if cfg.folds:
+            from lightact.engine.folds import train_folds
+
+            _print_folds(train_folds(cfg, resume=resume))
+            console.print(f"work dir: [bold]{cfg.resolved_work_dir}[/bold]")
+            return
+        work_dir = run_training(cfg, resume=resume)
+    except (SplitError, FileExistsError) as err:
+        console.print(str(err), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     import json
 
     metrics_file = work_dir / "metrics.json"

@@ -54,9 +54,15 @@ class SkeletonDataConfig(DataConfigBase):
     synth: SynthConfig = SynthConfig()
     layout: str = "ntu25"  # built-in layout name or a layout YAML file
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str | None = "val"  # None: no validation
     test_split: str | None = None  # defaults to val_split
-    max_frames: int = Field(300, ge=1)  # padded models see exactly this many frames
+    # > 0: validate on this fraction of train_split, held out (stratified by class, seeded by the
+    # experiment's seed) instead of on val_split; never on the test split.
+    val_fraction: float = Field(0.0, ge=0, lt=1)
+    val_group: str | None = None  # with val_fraction: hold out whole groups (e.g. subject) instead
+    # Padded models see this many frames (clips cut or zero-padded); None: the batch's longest clip,
+    # which is the resampling length when the transforms resample.
+    max_frames: int | None = Field(None, ge=1)
     # The quickstart resamples every clip to 32 frames: the synthetic motions need no more, and it
     # keeps a CPU epoch short. Real-data configs set their own (or none: STAR takes any length).
     train_transforms: list[str | dict[str, Any]] = [{"name": "temporal_resample", "length": 32}]
@@ -329,6 +335,9 @@ class ExperimentConfig(Strict):
     trainer: TrainerConfig = TrainerConfig()
     eval: EvalConfig = EvalConfig()
     distill: DistillConfig | None = None
+    # K-fold cross-validation: K runs over the data's fold{k}_train / fold{k}_test splits, one
+    # summary (`lightact train --folds K` sets it).
+    folds: int | None = Field(None, ge=2)
 
     @property
     def resolved_work_dir(self) -> Path:

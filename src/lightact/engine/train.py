@@ -62,8 +62,9 @@ def build_trainer(
     cfg: ExperimentConfig,
     work_dir: Path,
     callbacks: list[L.Callback] = (),
-    monitor: tuple[str, str] = ClassificationModule.monitor,
+    monitor: tuple[str, str] | None = ClassificationModule.monitor,
 ) -> L.Trainer:
+    """The Lightning trainer; ``monitor`` None: no validation loop, only the last checkpoint kept."""
     t = cfg.trainer
     ddp = t.strategy.startswith("ddp")
     bars = [RichProgressBar(leave=True)] if t.progress_bar else []
@@ -87,12 +88,13 @@ def build_trainer(
             ModelCheckpoint(
                 dirpath=work_dir / "checkpoints",
                 filename="best-{epoch:03d}",
-                monitor=monitor[0],
-                mode=monitor[1],
+                monitor=monitor[0] if monitor else None,
+                mode=monitor[1] if monitor else "min",
                 save_last=True,
-                save_top_k=1,
+                save_top_k=1 if monitor else 0,
             ),
         ],
+        limit_val_batches=None if monitor else 0,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar,
         use_distributed_sampler=False,  # SeededShardSampler shards by rank itself
@@ -123,6 +125,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
             f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
         )
     data = build_datamodule(cfg, entry.input_format)
+    data.check_splits()
     kwargs = {**data.model_arguments(), **cfg.model.kwargs}
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
@@ -134,7 +137,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
                 stacklevel=2,
             )
     module = build_module(cfg, model, data)
-    trainer = build_trainer(cfg, work_dir, callbacks, module.monitor)
+    trainer = build_trainer(cfg, work_dir, callbacks, module.monitor if data.has_validation else None)
     if trainer.is_global_zero:
         work_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, work_dir / CONFIG_FILE_NAME)
