@@ -274,3 +274,27 @@ def test_the_cli_reports_counts_drops_and_errors_in_one_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "dropped a01_s01_e01" in result.output and "every coordinate is zero" in result.output
     assert "imported 15 of 16 files (1 dropped, 0 failed), 2 classes (train: 7, test: 8)" in result.output
+
+
+def test_an_include_list_imports_only_the_listed_sequences(tmp_path):
+    msr_like(tmp_path / "raw")
+    (tmp_path / "raw" / "subset.txt").write_text("a01_s01_e01\na02_s02_e02\n\na01_s03_e01\n")
+    spec = write_spec(
+        tmp_path / "spec.yaml", tmp_path / "raw", classes="classes: [wave, kick]\ninclude: subset.txt"
+    )
+    report = import_dataset(spec, tmp_path / "out.pkl")
+    data = safe_load_pickle(tmp_path / "out.pkl")
+    assert sorted(a["frame_dir"] for a in data["annotations"]) == [
+        "a01_s01_e01",
+        "a01_s03_e01",
+        "a02_s02_e02",
+    ]
+    assert report.excluded == 13 and data["split"] == {
+        "train": ["a01_s01_e01", "a01_s03_e01"],
+        "test": ["a02_s02_e02"],
+    }
+    (tmp_path / "raw" / "subset.txt").write_text("a01_s01_e01\na09_s09_e09\n")
+    with pytest.raises(
+        ImportSpecError, match=r"key 'include': 1 listed id\(s\) match no file, e.g. \['a09_s09_e09'\]"
+    ):
+        import_dataset(spec, tmp_path / "out.pkl")

@@ -319,7 +319,9 @@ def import_data(
     sizes = ", ".join(f"{k}: {v}" for k, v in report.splits.items())
     console.print(
         f"imported {report.samples} of {report.files_found} files ({len(report.dropped)} dropped, "
-        f"{len(report.failed)} failed), {report.classes} classes ({sizes}) in {report.seconds:.1f} s "
+        f"{len(report.failed)} failed"
+        + (f", {report.excluded} not in the include list" if report.excluded else "")
+        + f"), {report.classes} classes ({sizes}) in {report.seconds:.1f} s "
         f"-> {out}",
         markup=False,
     )

@@ -113,8 +113,9 @@ class ImportSpec(_Strict):
     :class:`FieldsSpec` (``label`` is required); ``id``: the sample id, a format string over the
     fields (default: the path without its suffix); ``classes``: the class names; ``first_label``: the
     number the first class has in file names (a label field that is a class name is looked up
-    instead); ``layout``: a joint layout (name or YAML) whose joint count is checked; ``split``: see
-    :class:`SplitSpec`.
+    instead); ``layout``: a joint layout (name or YAML) whose joint count is checked; ``include``: a
+    text file of sample ids, one a line, to import only those (a dataset's official subset, e.g. MSR
+    Action3D's ``files_used_in_cvpr12_paper.txt``); ``split``: see :class:`SplitSpec`.
     """
 
     name: str | None = None
@@ -132,6 +133,7 @@ class ImportSpec(_Strict):
     classes: list[str] = Field(min_length=1)
     first_label: int = 1
     layout: str | None = None
+    include: Path | None = None
     split: SplitSpec
 
     @property
@@ -353,6 +355,7 @@ class ImportReport:
     splits: dict[str, int]
     dropped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    excluded: int = 0  # files not in the spec's include list
     seconds: float = 0.0
 
 
@@ -437,9 +440,11 @@ def import_dataset(
         raise spec_file.error(("files",), f"no file under {spec.root} matches {spec.files!r}")
     fields_key = ("fields", "regex" if spec.fields.regex is not None else "pattern")
     matcher = spec.fields.compiled()
+    include = _read_include(spec, spec_file)
     annotations: list[dict[str, Any]] = []
     dropped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []
+    excluded: list[str] = []
     seen_ids: dict[str, Path] = {}
     with progress_bar(progress, unit="files") as bar:
         task = bar.add_task("importing", total=len(paths))
@@ -457,6 +462,9 @@ def import_dataset(
                 found = {k: v for k, v in match.groupdict().items() if v is not None}
                 label = _label(found[LABEL_FIELD], spec, path, spec_file)
                 sample = spec.id.format(**found) if spec.id else relative.rsplit(".", 1)[0]
+                if include is not None and sample not in include:
+                    excluded.append(sample)
+                    continue
                 if sample in seen_ids:
                     raise ImportFileError(f"{path}: sample id {sample!r} is also that of {seen_ids[sample]}")
                 keypoint = read_sequence(path, spec)
@@ -480,6 +488,12 @@ def import_dataset(
                     "total_frames": keypoint.shape[1],
                 }
             )
+    if include is not None:
+        unmatched = sorted(include - set(seen_ids) - {d["sample"] for d in dropped})
+        if unmatched:
+            raise spec_file.error(
+                ("include",), f"{len(unmatched)} listed id(s) match no file, e.g. {unmatched[:3]}"
+            )
     if not annotations:
         raise spec_file.error(("files",), "no usable sequence was imported")
     splits = _splits(annotations, spec, spec_file)
@@ -487,7 +501,13 @@ def import_dataset(
         "split": splits,
         "annotations": annotations,
         "classes": list(spec.classes),
-        "source": {"spec": str(spec_path), "root": str(spec.root), "dropped": dropped, "failed": failed},
+        "source": {
+            "spec": str(spec_path),
+            "root": str(spec.root),
+            "dropped": dropped,
+            "failed": failed,
+            "excluded": excluded,
+        },
     }
     save_pickle(data, out)
     return ImportReport(
@@ -497,5 +517,15 @@ def import_dataset(
         splits={k: len(v) for k, v in splits.items()},
         dropped=dropped,
         failed=failed,
+        excluded=len(excluded),
         seconds=time.perf_counter() - start,
     )
+
+
+def _read_include(spec: ImportSpec, spec_file: _SpecFile) -> set[str] | None:
+    if spec.include is None:
+        return None
+    path = spec.include if spec.include.is_absolute() or spec.include.is_file() else spec.root / spec.include
+    if not path.is_file():
+        raise spec_file.error(("include",), f"id list {spec.include} does not exist (nor under root)")
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
