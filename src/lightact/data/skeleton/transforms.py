@@ -548,6 +548,19 @@ class TemporalResample:
         return _take_frames(sample, self.indices(_num_frames(sample, "TemporalResample"), rng))
 
 
+@dataclass
+class DropUnseenFrames:
+    """Remove the frames in which no person is seen (all coordinates zero), e.g. the runs a Kinect
+    lost track in, so that resampling or padding never spends frames on nothing. A sample with no
+    seen frame at all is left as it is."""
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        seen = seen_mask(_keypoint(sample)).any(axis=0)
+        if seen.all() or not seen.any():
+            return _take_frames(sample, np.arange(len(seen)))
+        return _take_frames(sample, np.flatnonzero(seen))
+
+
 # ---------------------------------------------------------------------------------------------------
 # composition and config
 
@@ -582,6 +595,7 @@ TRANSFORMS: dict[str, type] = {
     "random_flip": RandomFlip,
     "random_temporal_crop": RandomTemporalCrop,
     "temporal_resample": TemporalResample,
+    "drop_unseen_frames": DropUnseenFrames,
 }
 
 
