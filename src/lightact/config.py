@@ -293,7 +293,10 @@ class TrainerConfig(Strict):
     accumulate_grad_batches: int = Field(1, ge=1)
     check_val_every_n_epoch: int = Field(1, ge=1)
     progress_bar: bool = True
-    num_threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    # torch intra-op threads. "auto": half the CPUs this process may use, at least 1 (one per
+    # physical core where cores run two hardware threads; 1 on a 2-CPU machine: BENCHMARKS.md
+    # measures 1 against 2 there); None: torch's default (every CPU); or a number.
+    num_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
 
 
 class EvalConfig(Strict):
