@@ -1,5 +1,7 @@
 """Small helpers shared by the benchmark scripts: machine description, interleaved timing, summaries,
-FLOP counting, memory readings and plain-text tables.
+FLOP counting, memory readings and plain-text tables. The measuring itself is ``lightact bench``'s
+(:mod:`lightact.bench`: environment, device sync, quantiles, FLOPs, resident memory); what is here
+shapes it the way the scripts report it.
 
 Timings on a shared machine are noisy, so the scripts time every candidate once per round and repeat the
 rounds (A, B, C, A, B, C, ...): load then hits all candidates alike, and the ratios measured in one run are
@@ -8,39 +10,49 @@ more trustworthy than the absolute figures.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
-from lightact.bench.env import cpu_model
+from lightact.bench.env import device_sync as synchronizer
+from lightact.bench.env import environment
 from lightact.bench.flops import count_flops as library_flops
+from lightact.bench.memory import reset_peak_rss, status_kib
+from lightact.bench.protocol import quantile
+
+__all__ = [
+    "count_flops",
+    "current_rss_bytes",
+    "format_table",
+    "interleaved_timings",
+    "machine_info",
+    "median",
+    "parallel_region_cost",
+    "peak_rss_bytes",
+    "percentile",
+    "reset_peak_rss",
+    "synchronizer",
+]
 
 
 def machine_info(device: torch.device) -> dict[str, object]:
-    """What a result depends on: CPU, cores, threads, torch version, accelerator, load."""
+    """What a result depends on: CPU, cores, threads, torch version, accelerator, load (the
+    scripts' short form of :func:`lightact.bench.env.environment`)."""
+    env = environment(device)
     info: dict[str, object] = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "device": str(device),
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "cpu": env["cpu"],
+        "cores": env["cores_logical"],
+        "torch": env["torch"],
+        "threads": env["torch_threads"],
+        "python": env["python"],
+        "device": env["device"],
+        "load_average_1_5_15": env["load_average_1_5_15"],
     }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
+    if "gpu" in env:
+        info["gpu"] = env["gpu"]
     return info
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """A function that waits for the device's queued work (a no-op on CPU)."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
 
 
 def interleaved_timings(
@@ -95,13 +107,9 @@ def parallel_region_cost(threads: int, regions: int = 100) -> tuple[float, float
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile, ``q`` in [0, 100]."""
-    ordered = sorted(values)
-    if not ordered:
+    if not values:
         raise ValueError("percentile of no values")
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    return quantile(sorted(values), q / 100)
 
 
 def median(values: Sequence[float]) -> float:
@@ -114,26 +122,15 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def _status_bytes(field: str) -> int:
-    """A memory field of /proc/self/status (Linux), in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # reported in kB
-    raise KeyError(field)
+    kib = status_kib(field)
+    if kib is None:
+        raise KeyError(f"/proc/self/status has no {field} (these memory readings need Linux)")
+    return kib * 1024
 
 
 def current_rss_bytes() -> int:
     """Resident set size of this process now (``VmRSS``)."""
     return _status_bytes("VmRSS")
-
-
-def reset_peak_rss() -> None:
-    """Reset this process's peak RSS to its current RSS where the kernel allows it (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def peak_rss_bytes() -> int:

@@ -25,7 +25,7 @@ from _common import format_table, machine_info
 from lightact.data.skeleton.layouts import NTU25
 from lightact.data.skeleton.pose import PoseExtractor
 from lightact.data.video import iter_frames, video_info
-from lightact.engine.checkpoint import layout_to_dict, save_weights
+from lightact.engine.checkpoint import save_weights
 from lightact.inference import Recognizer
 from lightact.models import create_model
 
@@ -36,7 +36,7 @@ def random_checkpoint(folder: Path) -> Path:
     model = create_model("star_64", num_classes=60, layout=NTU25)
     meta = {
         "model": "star_64",
-        "kwargs": {"num_classes": 60, "layout": layout_to_dict(NTU25), "in_channels": 9},
+        "kwargs": {"num_classes": 60, "layout": NTU25.to_dict(), "in_channels": 9},
         "classes": [f"class_{i}" for i in range(60)],
         "input_format": "packed",
     }

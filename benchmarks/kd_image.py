@@ -34,7 +34,7 @@ from lightact.config import build_config  # noqa: E402
 from lightact.engine.checkpoint import load_model  # noqa: E402
 from lightact.engine.datamodule import build_datamodule  # noqa: E402
 from lightact.engine.reports import classification_metrics  # noqa: E402
-from lightact.engine.train import predict_probabilities, train  # noqa: E402
+from lightact.engine.train import model_arguments, predict_probabilities, train  # noqa: E402
 
 # ViT with half of ViT-Ti's width and depth, 8x8 patches on 64x64 images: a CPU-sized student.
 STUDENT = {"name": "timm/vit_tiny_patch16_224", "patch_size": 8, "embed_dim": 96, "depth": 6, "num_heads": 3}
@@ -167,7 +167,7 @@ def speed_part(args, out: Path) -> dict:
             cfg = build_config(raw)
             L.seed_everything(0, verbose=False)
             data = build_datamodule(cfg, "image")
-            student = create_model(cfg.model.name, **{**data.model_arguments(), **cfg.model.kwargs})
+            student = create_model(cfg.model.name, **model_arguments(cfg, data))
             module = DistillationModule(
                 student, data.num_classes, cfg.optim, cfg.distill, build_teacher(cfg.distill, data)
             )

@@ -1,7 +1,7 @@
 """Long video, file to answer: peak memory (RSS) against video length.
 
 Writes 25 fps test videos (320x240, H.264) of 1, 2, 4 and 8 minutes, then for each runs the whole
-long-video path in a fresh process, ``lightact.inference_longvideo.predict_files``: streamed decoding,
+long-video path in a fresh process, ``lightact.inference.longvideo.LongVideoRecognizer``: streamed decoding,
 frame features at 1 fps, clip features (8-frame clips at 8 fps, one every 2 s), STAN on the whole
 video and on 30-s segments. The child reports its peak RSS (``getrusage``, which includes the Python
 interpreter, torch and the encoders' weights) and its RSS right after start-up (imports and the
@@ -71,9 +71,9 @@ def write_video(path: Path, seconds: float, fps: int = 25, width: int = 320, hei
 
 def write_checkpoint(folder: Path, preset: str) -> Path:
     """An untrained STAN with the checkpoint meta a trained one has (the extraction settings)."""
-    from lightact.data.longvideo.encoders import build_encoder
-    from lightact.data.longvideo.extract import ExtractionSettings
     from lightact.engine.checkpoint import save_weights
+    from lightact.features.encoders import build_encoder
+    from lightact.features.extract import ExtractionSettings
     from lightact.models import create_model
 
     settings = ExtractionSettings(fps=1.0, clip_len=8, clip_fps=8.0, clip_stride=2.0, **PRESETS[preset])
@@ -97,7 +97,7 @@ def write_checkpoint(folder: Path, preset: str) -> Path:
 CHILD = """
 import json, resource, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
-from lightact.inference_longvideo import LongVideoRecognizer
+from lightact.inference.longvideo import LongVideoRecognizer
 recognizer = LongVideoRecognizer.from_checkpoint(sys.argv[1])
 recognizer.encoders  # build the encoders before the start-up reading
 def rss():

@@ -39,3 +39,38 @@ def trained_work_dir(tmp_path_factory):
             return train(cfg)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is many times faster than two
+    fighting over the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def save_checkpoint():
+    """``save_checkpoint(directory, model, name, kwargs, classes, data, task)`` saves ``model`` (built
+    by ``create_model(name, **kwargs)``) as a training run does: its weights and the description a
+    predictor reads, with ``data`` as the data module's ``inference_meta()``. Returns ``directory``."""
+    from lightact.engine.checkpoint import save_weights
+    from lightact.models.registry import model_entry
+
+    def save(directory, model, name, kwargs, classes, data, task="classification"):
+        entry = model_entry(name)
+        meta = {
+            "model": name,
+            "kwargs": kwargs,
+            "classes": classes,
+            "modality": entry.modality,
+            "input_format": entry.input_format,
+            "task": task,
+            "data": data,
+        }
+        save_weights(model, directory / "model.safetensors", meta)
+        return directory
+
+    return save

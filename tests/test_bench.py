@@ -23,6 +23,7 @@ from lightact.bench.models import (
 from lightact.bench.protocol import BenchSpec, Stats, Timing, measure, quantile
 from lightact.bench.report import markdown, pareto_front, read_accuracies, write_reports
 from lightact.cli import app
+from lightact.models.registry import model_entry
 
 
 def test_linear_flops_are_exact():
@@ -189,9 +190,7 @@ def test_default_set_has_two_models_of_each_class():
 
             label = TORCHVISION_VIDEO[name[3:]][0]
         else:
-            label = {"star": ATTENTION_ONLY, "stgcn": "convolution", "composite": COMPOSITE}[
-                name.split("_")[0]
-            ]
+            label = model_entry(name).spec.efficiency_class
         classes.setdefault(label, []).append(name)
     assert len(DEFAULT_MODELS) >= 10
     for label in (COMPOSITE, ATTENTION_ONLY, STANDALONE):

@@ -12,6 +12,7 @@ from torch import nn
 
 from lightact.config import DistillConfig, OptimConfig, build_config
 from lightact.data.batch import Batch
+from lightact.engine.datamodule import build_datamodule
 from lightact.engine.distill import (
     DistillationModule,
     build_teacher,
@@ -22,7 +23,6 @@ from lightact.engine.distill import (
     soft_kd_loss,
     token_kd_loss,
 )
-from lightact.engine.image_data import ImageDataModule
 
 STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
 TEACHER = [[2.0, 1.0, 0.0], [1.0, 0.5, 2.5]]
@@ -147,7 +147,7 @@ def _student(token: bool = False) -> nn.Module:
 def test_cached_logits_equal_online_teacher(tmp_path):
     torch.manual_seed(0)
     cfg = _experiment(tmp_path, cache="cached")
-    data = ImageDataModule(cfg, "image")
+    data = build_datamodule(cfg, "image")
     teacher = TinyCNN().eval()
     views = data.teacher_views()
     cache = compute_teacher_logits(teacher, views, views.views, batch_size=5)
@@ -197,7 +197,7 @@ def test_teacher_is_frozen_and_stays_in_eval():
 def test_student_trains_under_each_mode(tmp_path, mode, cache):
     torch.manual_seed(0)
     cfg = _experiment(tmp_path, mode, cache)
-    data = ImageDataModule(cfg, "image")
+    data = build_datamodule(cfg, "image")
     teacher = TinyCNN()
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = _student(token=mode == "token")
@@ -227,7 +227,7 @@ def test_student_trains_under_each_mode(tmp_path, mode, cache):
 
 def test_build_teacher_needs_fitting_weights(tmp_path):
     cfg = _experiment(tmp_path)
-    data = ImageDataModule(cfg, "image")
+    data = build_datamodule(cfg, "image")
     with pytest.raises(ValueError, match="teacher_weights is not set"):
         build_teacher(DistillConfig(teacher="timm/convnext_atto"), data)
     from safetensors.torch import save_file

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -14,7 +13,7 @@ from torch import nn
 
 from lightact.config import load_config
 from lightact.data.batch import Batch
-from lightact.engine.checkpoint import atomic_write, load_model
+from lightact.engine.checkpoint import load_model
 from lightact.engine.train import evaluate, predict_probabilities, train
 from lightact.models import create_model
 
@@ -120,20 +119,6 @@ def test_foreign_or_missing_checkpoints_are_refused(tmp_path):
         load_model(tmp_path / "nowhere")
 
 
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "last.ckpt"
-    target.write_text("previous")
-
-    def broken(tmp):
-        Path(tmp).write_text("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write(target, broken)
-    assert target.read_text() == "previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
-
-
 @pytest.mark.slow
 def test_two_ddp_processes_match_one_process(tmp_path, tiny_overrides):
     """2 CPU processes (gloo) with batch 8 each against 1 process accumulating 2 batches of 8:
@@ -165,14 +150,14 @@ def test_two_ddp_processes_match_one_process(tmp_path, tiny_overrides):
 def test_pretrained_weights_load_what_fits_and_report_the_rest(tmp_path):
     from safetensors.torch import save_file
 
-    from lightact.engine.checkpoint import load_pretrained
+    from lightact.models.weights import load_pretrained
 
     source = create_model("tv/r3d_18", num_classes=7)
     target = create_model("tv/r3d_18", num_classes=5)
     # Lightning-style prefix and a pickle-free torch file; the head of another label set is skipped.
     torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "w.pt")
     report = load_pretrained(target, tmp_path / "w.pt")
-    assert report["shape_mismatch"] == report["missing"] == ["fc.bias", "fc.weight"]
+    assert report.head == ["fc.bias", "fc.weight"] and not report.problems
     torch.testing.assert_close(target.stem[0].weight, source.stem[0].weight)
     assert not torch.equal(target.fc.weight[:5], source.fc.weight[:5])
 
@@ -181,7 +166,7 @@ def test_pretrained_weights_load_what_fits_and_report_the_rest(tmp_path):
             super().__init__()
             self.proj = nn.Linear(3, 2)
 
-        def adapt_state_dict(self, state):
+        def adapt_state_dict(self, state, conversion):
             return {k.replace("old.", "proj."): v for k, v in state.items()}
 
     save_file({"old.weight": torch.ones(2, 3), "old.bias": torch.zeros(2)}, tmp_path / "w.safetensors")
@@ -194,6 +179,14 @@ def test_pretrained_weights_load_what_fits_and_report_the_rest(tmp_path):
     (tmp_path / "evil.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="cannot be read as plain weights"):
         load_pretrained(model, tmp_path / "evil.pt")
+
+
+def test_clean_state_dict_strips_one_wrapper_prefix_per_key():
+    from lightact.models.weights import clean_state_dict
+
+    t = torch.zeros(1)
+    state = {"model.fc.weight": t, "module.fc.bias": t, "model.module.x": t, "modelling.y": t, "z": t}
+    assert list(clean_state_dict(state)) == ["fc.weight", "fc.bias", "module.x", "modelling.y", "z"]
 
 
 def test_a_model_of_another_modality_is_refused(tmp_path):

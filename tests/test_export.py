@@ -12,15 +12,16 @@ from typer.testing import CliRunner
 from lightact.cli import app
 from lightact.export import (
     ExportParityError,
+    ExportTarget,
     NotExportable,
     check_all_models,
     export_onnx,
-    export_target,
     ort_session,
 )
 from lightact.export.onnx import export_target_onnx, parse_dynamic
 from lightact.models.composite import CompositeVideoTransformer
-from lightact.models.registry import _REGISTRY, create_model, register_model
+from lightact.models.registry import _REGISTRY, create_model, model_entry, register_model
+from lightact.models.spec import BatchedInput, ModelSpec
 from lightact.models.star import STAR, SingleClipSTAR
 from lightact.models.stgcn import STGCN
 
@@ -41,7 +42,7 @@ def test_single_clip_star_equals_the_packed_forward(segment_length):
 def test_star_exports_with_a_dynamic_number_of_frames(tmp_path, segment_length):
     torch.manual_seed(0)
     model = STAR(num_classes=5, dim=16, depth=1, heads=2, segment_length=segment_length).eval()
-    target = export_target(model, "skeleton")
+    target = model_entry("star_64").export_target(model)
     assert target.axis_names == ["frames"] and "one clip" in target.note
     result = export_target_onnx(target, tmp_path / "star.onnx", ["frames"])
     assert result.input_shapes_checked == [[200, 25, 9], [137, 25, 9]]
@@ -56,7 +57,7 @@ def test_star_exports_with_a_dynamic_number_of_frames(tmp_path, segment_length):
 
 def test_stgcn_exports_with_dynamic_batch_frames_and_persons(tmp_path):
     torch.manual_seed(0)
-    target = export_target(STGCN(num_classes=4).eval(), "skeleton")
+    target = model_entry("stgcn").export_target(STGCN(num_classes=4))
     small = dataclasses.replace(
         target, canonical=(1, 3, 24, 25, 2), alternate={"batch": 2, "frames": 17, "persons": 1}
     )
@@ -69,7 +70,9 @@ def test_composite_exports_with_dynamic_batch_and_frames(tmp_path):
     torch.manual_seed(0)
     model = CompositeVideoTransformer(num_classes=3, backbone="test_efficientnet", dim=32, depth=1, heads=2)
     target = dataclasses.replace(
-        export_target(model.eval()), canonical=(1, 3, 4, 64, 64), alternate={"batch": 2, "frames": 3}
+        model_entry("composite_mnv3s").export_target(model),
+        canonical=(1, 3, 4, 64, 64),
+        alternate={"batch": 2, "frames": 3},
     )
     result = export_target_onnx(target, tmp_path / "composite.onnx", ["batch", "frames"])
     assert result.input_shapes_checked == [[1, 3, 4, 64, 64], [2, 3, 3, 64, 64]]
@@ -80,7 +83,9 @@ def test_composite_exports_with_dynamic_batch_and_frames(tmp_path):
 def test_video_transformers_export_at_their_clip_shape(tmp_path, name):
     # Their shift pattern and 3D position bias are built for one clip length: only the batch is dynamic.
     torch.manual_seed(0)
-    target = export_target(create_model(name, num_classes=4, embed_dim=16, num_heads=(1, 2)), "video")
+    target = model_entry(name).export_target(
+        create_model(name, num_classes=4, embed_dim=16, num_heads=(1, 2))
+    )
     assert target.canonical == (1, 3, 8, 32, 32) and target.axis_names == ["batch"]
     result = export_target_onnx(target, tmp_path / f"{name}.onnx", ["batch"])
     assert result.input_shapes_checked == [[1, 3, 8, 32, 32], [2, 3, 8, 32, 32]]
@@ -89,7 +94,7 @@ def test_video_transformers_export_at_their_clip_shape(tmp_path, name):
 
 def test_long_video_models_are_listed_with_the_reason():
     with pytest.raises(NotExportable, match="several packed inputs"):
-        export_target(create_model("stan", num_classes=3), "longvideo")
+        model_entry("stan").export_target(create_model("stan", num_classes=3))
 
 
 class FrozenBatch(nn.Module):
@@ -111,27 +116,28 @@ def test_a_trace_that_freezes_a_size_fails_loudly(tmp_path):
 
 
 def test_asking_for_an_axis_the_model_lacks_is_an_error():
-    target = export_target(STAR(num_classes=3, dim=16, depth=1, heads=2), "skeleton")
+    target = model_entry("star_64").export_target(STAR(num_classes=3, dim=16, depth=1, heads=2))
     with pytest.raises(NotExportable, match="no dynamic axis batch.*one clip"):
         parse_dynamic("batch,frames", target)
     assert parse_dynamic("frames", target) == ["frames"]
 
 
 def test_every_registered_model_is_exported_or_listed_with_a_reason(tmp_path, monkeypatch):
-    @register_model("test_no_canonical_input", modality="audio", input_format="features", description="x")
-    def _factory(**kwargs):
+    # A model whose export fails (its example input does not fit it) is a row with the reason.
+    spec = ModelSpec("audio", "features", (), BatchedInput(lambda m: (3,)), lambda m: ExportTarget(m, (1, 3)))
+
+    @register_model("test_unexportable", spec, description="x")
+    def _factory(**kwargs) -> nn.Linear:
         return nn.Linear(4, 2)
 
     try:
-        monkeypatch.setattr(
-            "lightact.models.registry.list_models", lambda: ["star_64", "test_no_canonical_input"]
-        )
+        monkeypatch.setattr("lightact.models.registry.list_models", lambda: ["star_64", "test_unexportable"])
         rows = {row["model"]: row for row in check_all_models(tmp_path)}
     finally:
-        _REGISTRY.pop("test_no_canonical_input")
+        _REGISTRY.pop("test_unexportable")
     assert rows["star_64"]["status"] == "exported" and rows["star_64"]["max_abs_diff"] <= 1e-4
-    assert rows["test_no_canonical_input"]["status"] == "not exportable"
-    assert "no canonical input" in rows["test_no_canonical_input"]["reason"]
+    assert rows["test_unexportable"]["status"] == "not exportable"
+    assert "torch.onnx.export failed" in rows["test_unexportable"]["reason"]
 
 
 def test_cli_export_writes_a_verified_file_and_its_description(tmp_path):

@@ -20,7 +20,8 @@ from lightact.data.image import (
 )
 from lightact.data.image.dataset import FixedViews, collate_images
 from lightact.data.synthetic.image import IMAGE_CLASSES, generate_image_dataset, write_image_folder
-from lightact.engine.image_data import ImageDataModule, takes_img_size
+from lightact.engine.image_data import ImageDataModule
+from lightact.models.registry import model_entry
 
 
 def _jpeg(path, seed: int, size=(40, 30)) -> np.ndarray:
@@ -198,10 +199,14 @@ def test_data_module_and_model_arguments():
             "eval": {"num_crops": 2},
         }
     )
-    dm = ImageDataModule(cfg, "image")
+    dm = ImageDataModule(cfg.data, cfg.eval, "image")
     assert dm.class_names == list(IMAGE_CLASSES)
     assert dm.model_arguments() == {"num_classes": len(IMAGE_CLASSES), "img_size": 32}
-    assert takes_img_size("timm/convnext_atto", 32) is False
+    # ViTs are built for the data's image size; ConvNeXt takes any size and no img_size argument.
+    assert model_entry("timm/vit_tiny_patch16_224").data_arguments(dm.model_arguments())["img_size"] == 32
+    assert model_entry("timm/convnext_atto").data_arguments(dm.model_arguments()) == {
+        "num_classes": len(IMAGE_CLASSES)
+    }
     test = dm.dataset("test", train=False, views=dm.test_views)
     assert test.num_samples == len(IMAGE_CLASSES) and len(test) == 2 * len(IMAGE_CLASSES)
     batch = dm.collate([test[i] for i in range(4)])
@@ -223,44 +228,3 @@ def test_map_and_per_class_ap_by_hand(tmp_path):
     write_reports(metrics, ["a", "b", "c"], tmp_path)
     assert (tmp_path / "per_class.csv").read_text().splitlines()[0] == "class,support,accuracy,ap"
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
-
-
-def test_predict_files_matches_the_model_on_eval_crops(tmp_path):
-    import timm
-
-    from lightact.engine.checkpoint import save_weights
-    from lightact.inference_image import predict_files
-
-    kwargs = {"num_classes": 3, "img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
-    spec = ImageTransformSpec(img_size=32)
-    meta = {
-        "model": "timm/vit_tiny_patch16_224",
-        "kwargs": kwargs,
-        "classes": ["x", "y", "z"],
-        "modality": "image",
-        "input_format": "image",
-        "task": "classification",
-        "data": {
-            "img_size": 32,
-            "crop_pct": spec.crop_pct,
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "num_crops": 2,
-        },
-    }
-    save_weights(model, tmp_path / "run" / "model.safetensors", meta)
-    pixels = _jpeg(tmp_path / "in" / "a.png", 1, size=(48, 40))
-    (tmp_path / "in" / "b.jpg").write_bytes(b"broken")
-    with pytest.warns(UserWarning, match=r"skipping .*b\.jpg: cannot read image"):
-        predictions = predict_files(
-            tmp_path / "run", tmp_path / "in", out_dir=tmp_path / "out", skip_errors=True
-        )
-    assert len(predictions) == 1 and (tmp_path / "out" / "a.json").is_file()
-    image = torch.from_numpy(pixels).permute(2, 0, 1)
-    with torch.no_grad():
-        views = torch.stack([eval_view(image, spec, 0), eval_view(image, spec, 1)])
-        expected = model(views).softmax(-1).mean(0).numpy()
-    assert np.allclose(predictions[0].probabilities, expected, atol=1e-5)
-    with pytest.raises(ImageReadError, match="b.jpg"):
-        predict_files(tmp_path / "run", tmp_path / "in" / "b.jpg")

@@ -6,6 +6,7 @@ import io
 import json
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from lightact.data.skeleton.layouts import MEDIAPIPE33, NTU25, Layout
 from lightact.data.skeleton.pickle_io import save_pickle
 from lightact.data.skeleton.transforms import TemporalResample
 from lightact.data.synthetic.skeleton import SKELETON_CLASSES, generate_skeleton_dataset
-from lightact.engine.checkpoint import layout_to_dict, save_weights
+from lightact.engine.checkpoint import save_weights
 from lightact.inference import (
     NoPersonError,
     Prediction,
@@ -84,7 +85,7 @@ def _hand_made_checkpoint(
         "model": name,
         "kwargs": {
             "num_classes": len(classes),
-            "layout": layout_to_dict(layout),
+            "layout": layout.to_dict(),
             "in_channels": in_channels,
             **kwargs,
         },
@@ -165,7 +166,7 @@ def test_from_checkpoint_reads_what_training_saved(work_dir, recognizer):
     assert recognizer.classes == list(SKELETON_CLASSES)
     assert recognizer.layout.name == "ntu25" and recognizer.layout.num_joints == 25
     assert recognizer.input_format == "packed" and recognizer.channels == 3
-    # The run's test transforms (the quickstart's resampling, middle offsets) come from its config.yaml.
+    # The run's test transforms (the quickstart's resampling, middle offsets) come from the checkpoint.
     (resample,) = recognizer.transform.transforms
     assert (
         isinstance(resample, TemporalResample)
@@ -175,6 +176,25 @@ def test_from_checkpoint_reads_what_training_saved(work_dir, recognizer):
     # The weights file works as well as the work directory.
     again = Recognizer.from_checkpoint(work_dir / "model.safetensors")
     assert again.classes == recognizer.classes
+
+
+def test_the_checkpoint_alone_carries_the_test_pipeline(work_dir, tmp_path):
+    from lightact.engine.checkpoint import read_meta
+
+    data = read_meta(work_dir / "model.safetensors")["data"]
+    expected = {"test_transforms": SkeletonDataConfig().test_transforms, "clip_len": None, "max_frames": 300}
+    assert data == expected
+    # Copied without its work directory, or beside a config.yaml that says otherwise, the weights
+    # still classify as the run evaluated.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "model.safetensors").write_bytes((work_dir / "model.safetensors").read_bytes())
+    (alone / "config.yaml").write_text(yaml.safe_dump({"data": {"test_transforms": ["center"]}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = Recognizer.from_checkpoint(alone)
+    (resample,) = rec.transform.transforms
+    assert isinstance(resample, TemporalResample) and resample.length == RESAMPLE_LENGTH
 
 
 def test_probabilities_sum_to_one_and_topk_is_sorted(recognizer, clips):
@@ -280,6 +300,56 @@ def test_json_round_trip(recognizer, clips, tmp_path):
     )
     path = pred.save_json(tmp_path / "p.json")
     assert Prediction.load_json(path).to_dict() == data
+
+
+def _regression_prediction() -> Prediction:
+    """A long-video regression model's answer as the long-video predictor builds one: the model on
+    the whole video, two targets, segment values that are not averaged into the answer."""
+    from lightact.inference import ClassScore, WindowPrediction
+
+    values = np.array([2.5, -0.75])
+    windows = [
+        WindowPrediction(0, 120, 0.0, 30.0, np.array([2.0, -1.0]), []),
+        WindowPrediction(60, 180, 15.0, 45.0, np.array([4.0, 0.5]), []),
+    ]
+    return Prediction(
+        source="match.mp4",
+        classes=["speed", "tilt"],
+        probabilities=values,
+        topk=[ClassScore("speed", 0, 2.5), ClassScore("tilt", 1, -0.75)],
+        windows=windows,
+        fps=4.0,
+        num_frames=180,
+        window=120,
+        stride=60,
+        task="regression",
+        whole_video=True,
+    )
+
+
+def test_task_and_whole_video_answer_round_trip_through_json(tmp_path):
+    from rich.console import Console
+
+    pred = _regression_prediction()
+    data = json.loads(pred.to_json())
+    assert (data["task"], data["whole_video"], data["layout"]) == ("regression", True, "")
+    again = Prediction.load_json(pred.save_json(tmp_path / "p.json"))
+    assert (again.task, again.whole_video) == ("regression", True)
+    assert again.to_dict() == pred.to_dict()
+    # What was read back prints and plots as a regression on the whole video, not as a mean of windows.
+    console = Console(file=io.StringIO(), width=120)
+    console.print(again.table())
+    text = console.file.getvalue()
+    assert "speed 2.5, tilt -0.75" in text and "the model on the whole video (2 segments" in text
+    assert "mean of" not in text
+    assert again.save_timeline(tmp_path / "t.png").stat().st_size > 5_000
+    # A file written before the fields existed reads as a classification averaged over its windows.
+    for key in ("task", "whole_video"):
+        del data[key]
+    old = Prediction.from_dict(data)
+    assert (old.task, old.whole_video) == ("classification", False)
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        Prediction.from_dict({**data, "task": "ranking"})
 
 
 def test_timeline_png_and_table(recognizer, clips, tmp_path):
@@ -561,3 +631,120 @@ def test_checkpoint_that_is_not_lightacts(tmp_path, work_dir):
     # Lightning's resume checkpoint is not the delivered model either.
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         Recognizer.from_checkpoint(work_dir / "checkpoints" / "last.ckpt")
+
+
+# ---------------------------------------------------------------------------------------------------
+# one entry point for every modality, and the per-file loop
+
+
+def _modality_checkpoint(save_checkpoint, directory: Path, modality: str) -> Path:
+    """A randomly initialised model of ``modality`` saved as training saves one."""
+    from lightact.features.extract import ExtractionSettings
+
+    if modality == "skeleton":
+        return _hand_made_checkpoint(directory, "star_64", NTU25, 9, ["x", "y"], dim=8, depth=1, heads=2)
+    name, kwargs, data = {
+        "video": ("clip3d_tiny", {"width": 4}, {"num_frames": 4, "crop": 32}),
+        "image": ("timm/resnet10t", {}, {"img_size": 32}),
+        "longvideo": (
+            "stan",
+            {"frame_dim": 8, "clip_dim": 8, "dim": 8, "heads": 2, "depth": 1},
+            {"extraction": ExtractionSettings().to_dict(), "task": "classification"},
+        ),
+    }[modality]
+    kwargs = {"num_classes": 2, **kwargs}
+    return save_checkpoint(directory, create_model(name, **kwargs), name, kwargs, ["x", "y"], data)
+
+
+PREDICTOR_NAMES = {
+    "skeleton": "SkeletonRecognizer",
+    "video": "VideoRecognizer",
+    "image": "ImageRecognizer",
+    "longvideo": "LongVideoRecognizer",
+}
+
+
+@pytest.mark.parametrize("modality", list(PREDICTOR_NAMES))
+def test_recognizer_gives_the_predictor_of_the_checkpoints_modality(modality, tmp_path, save_checkpoint):
+    import lightact
+    import lightact.inference as inference
+    from lightact.engine.checkpoint import load_model
+
+    checkpoint = _modality_checkpoint(save_checkpoint, tmp_path / modality, modality)
+    predictor_class = getattr(inference, PREDICTOR_NAMES[modality])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the hand-made skeleton checkpoint has no test transforms
+        loaded = lightact.Recognizer.from_checkpoint(checkpoint)
+        built = Recognizer(*load_model(checkpoint))
+    assert type(loaded) is predictor_class and type(built) is predictor_class
+    assert isinstance(loaded, Recognizer) and issubclass(predictor_class, Recognizer)
+    assert loaded.classes == ["x", "y"] and loaded.device == torch.device("cpu")
+    # Each predictor refuses another modality's checkpoint by name.
+    other = "video" if modality == "skeleton" else "skeleton"
+    wrong = _modality_checkpoint(save_checkpoint, tmp_path / other, other)
+    with pytest.raises(ValueError, match=f"holds a {other} model; {predictor_class.__name__} predicts with"):
+        predictor_class.from_checkpoint(wrong)
+
+
+def test_recognizer_refuses_an_unknown_modality_and_loads_lazily(tmp_path, save_checkpoint):
+    import subprocess
+
+    from lightact.engine.checkpoint import load_model
+
+    model, meta = load_model(_modality_checkpoint(save_checkpoint, tmp_path / "v", "video"))
+    with pytest.raises(ValueError, match="no predictor for .audio. models: lightact predicts skeleton"):
+        Recognizer(model, {**meta, "modality": "audio"})
+    # Only the checkpoint's own predictor module is imported.
+    code = (
+        "import sys, lightact\n"
+        f"lightact.Recognizer.from_checkpoint({str(tmp_path / 'v')!r})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('lightact.inference.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "lightact.inference.video" in out
+    assert not any(f"lightact.inference.{m}'" in out for m in ("skeleton", "image", "longvideo"))
+
+
+def _stub_prediction(source: str, sample: str | None) -> Prediction:
+    from lightact.inference import ClassScore, WindowPrediction
+
+    p = np.array([0.75, 0.25])
+    top = [ClassScore("x", 0, 0.75), ClassScore("y", 1, 0.25)]
+    window = WindowPrediction(0, 30, 0.0, 1.0, p, top)
+    return Prediction(source, ["x", "y"], p, top, [window], 30.0, 30, 30, 15, sample=sample)
+
+
+def test_predict_each_names_every_sample_of_a_file(tmp_path):
+    """The names predict_path gave before it shared this loop: a file's stem; a file of several
+    samples adds ``_<sample>`` (or a running number for a sample without a name); collisions are
+    numbered."""
+    from lightact.inference.files import predict_each
+
+    given = {
+        "a.pkl": [_stub_prediction("a.pkl", "s1"), _stub_prediction("a.pkl", "s2")],
+        "a_s1.npy": _stub_prediction("a_s1.npy", None),
+        "b.pkl": [_stub_prediction("b.pkl", "only")],  # one sample: the stem alone
+        "c.pkl": [_stub_prediction("c.pkl", None), _stub_prediction("c.pkl", None)],
+        "bad.pkl": ValueError("not a readable pickle"),
+    }
+
+    def predict_one(file: Path):
+        result = given[file.name]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    files = [tmp_path / name for name in given]
+    with pytest.warns(UserWarning, match="skipping .*bad.pkl: not a readable pickle"):
+        predictions = predict_each(files, predict_one, tmp_path / "out", skip_errors=True)
+    assert len(predictions) == 6
+    stems = ["a_s1", "a_s2", "a_s1_2", "b", "c_4", "c_5"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{s}.json" for s in stems] + [f"{s}_timeline.png" for s in stems]
+    )
+    assert Prediction.load_json(tmp_path / "out" / "a_s2.json").sample == "s2"
+    # Without timelines only the JSON is written; one file's error propagates even with skip_errors.
+    predict_each(files[2:3], predict_one, tmp_path / "json_only", skip_errors=False, timeline=False)
+    assert [p.name for p in (tmp_path / "json_only").iterdir()] == ["b.json"]
+    with pytest.raises(ValueError, match="not a readable pickle"):
+        predict_each(files[-1:], predict_one, None, skip_errors=True)

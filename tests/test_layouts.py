@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -113,6 +114,21 @@ def test_mediapipe_bones_follow_pose_connections():
     bridges = {(0, 9), (0, 10), (0, 11), (0, 12)}  # face to body: not in POSE_CONNECTIONS
     for child, parent in MEDIAPIPE33.bones:
         assert tuple(sorted((child, parent))) in pose_connections | bridges
+
+
+@pytest.mark.parametrize("name", ["ntu25", "coco17", "openpose18", "mediapipe33"])
+def test_layout_survives_json_through_to_dict_and_from_dict(name):
+    """How a trained model's metadata carries its layout (checkpoint meta is JSON)."""
+    layout = get_layout(name)
+    data = json.loads(json.dumps(layout.to_dict()))
+    assert set(data) == {"name", "joints", "bones", "center", "flip_pairs"}
+    assert Layout.from_dict(data) == layout
+
+
+def test_from_dict_validates_like_the_constructor():
+    data = {**NTU25.to_dict(), "center": 99}
+    with pytest.raises(ValueError, match="centre joint 99 is out of range"):
+        Layout.from_dict(data)
 
 
 def test_example_yaml_equals_hand_built_layout():

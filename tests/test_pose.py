@@ -21,15 +21,14 @@ av = pytest.importorskip("av")
 from lightact.data.skeleton.pickle_io import safe_load_pickle  # noqa: E402
 from lightact.data.skeleton.pose import (  # noqa: E402
     MissingDependencyError,
-    _drop_short_runs,
-    _import_mediapipe,
-    _Tracker,
     collect_videos,
     extract_pose,
     mediapipe_available,
     part_path,
     run_pose,
 )
+from lightact.data.skeleton.pose.mediapipe import import_mediapipe  # noqa: E402
+from lightact.data.skeleton.pose.tracking import Tracker, drop_short_runs  # noqa: E402
 from lightact.data.skeleton.validate import validate_annotations  # noqa: E402
 from lightact.data.video import VideoDecodeError, iter_frames, scaled_size, video_info  # noqa: E402
 
@@ -135,7 +134,7 @@ def test_reader_corrupt_and_missing_files(tmp_path):
 def test_missing_mediapipe_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes ``import mediapipe`` fail
     with pytest.raises(MissingDependencyError, match=r"lightact\[pose\]"):
-        _import_mediapipe()
+        import_mediapipe()
     assert issubclass(MissingDependencyError, ImportError)
 
 
@@ -147,7 +146,7 @@ def test_missing_pyav_names_the_install_command(monkeypatch, tmp_path):
 
 def test_tracker_keeps_identities():
     a, b = np.array([10.0, 10, 50, 110]), np.array([100.0, 10, 140, 110])
-    tracker = _Tracker(2, max_lost=5)
+    tracker = Tracker(2, max_lost=5)
     assert tracker.assign(0, [a, b]) == [0, 1]
     assert tracker.assign(1, [b + 2, a + 2]) == [1, 0]  # detection order does not matter
     assert tracker.assign(2, [b + 4]) == [1]  # a is lost ...
@@ -156,10 +155,10 @@ def test_tracker_keeps_identities():
     assert tracker.assign(6, [b + 4, np.array([300.0, 10, 340, 110])]) == [1, 0]
 
 
-def test_drop_short_runs():
+def testdrop_short_runs():
     present = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], bool)
-    assert _drop_short_runs(present, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
-    assert _drop_short_runs(present, 1).tolist() == present.tolist()
+    assert drop_short_runs(present, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
+    assert drop_short_runs(present, 1).tolist() == present.tolist()
 
 
 def test_collect_videos_from_folder_and_list(tmp_path):

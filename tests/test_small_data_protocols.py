@@ -17,6 +17,7 @@ from lightact.config import load_config
 from lightact.data.skeleton.dataset import hold_out
 from lightact.data.skeleton.pickle_io import save_pickle
 from lightact.data.synthetic.skeleton import generate_skeleton_dataset
+from lightact.engine.datamodule import build_datamodule
 from lightact.engine.folds import summarise
 from lightact.engine.skeleton_data import SkeletonDataModule
 
@@ -108,9 +109,11 @@ def test_val_split_missing_from_a_train_test_file_is_one_line(tmp_path, tiny_ove
     assert not (tmp_path / "checkpoints").exists()  # nothing trained
 
 
-def data_module(path: Path, *overrides: str, seed: int = 0) -> SkeletonDataModule:
+def data_module(
+    path: Path, *overrides: str, seed: int = 0, input_format: str = "packed"
+) -> SkeletonDataModule:
     cfg = load_config(None, [f"data.path={path}", "data.test_split=test", f"seed={seed}", *overrides])
-    return SkeletonDataModule(cfg, "packed")
+    return build_datamodule(cfg, input_format)
 
 
 def ids(dataset) -> set[str]:
@@ -173,14 +176,11 @@ def test_training_without_validation(tmp_path, tiny_overrides, one_thread):
 
 def test_stgcn_pads_to_the_batch_longest_clip_by_default(tmp_path):
     path = dataset_with_splits(tmp_path / "tt.pkl", "train_test")
-    transforms = "data.train_transforms=[]"
-    module = SkeletonDataModule(load_config(None, [f"data.path={path}", transforms]), "padded")
+    module = data_module(path, "data.train_transforms=[]", input_format="padded")
     items = [module.dataset("train", train=True)[(0, i)] for i in range(3)]
     lengths = [item["frames"].shape[1] for item in items]
     assert len(set(lengths)) > 1  # the synthetic clips differ in length
     (x,) = module.collate(items).inputs
     assert x.shape[2] == max(lengths) < 300
-    fixed = SkeletonDataModule(
-        load_config(None, [f"data.path={path}", transforms, "data.max_frames=300"]), "padded"
-    )
+    fixed = data_module(path, "data.train_transforms=[]", "data.max_frames=300", input_format="padded")
     assert fixed.collate(items).inputs[0].shape[2] == 300

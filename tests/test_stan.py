@@ -9,8 +9,9 @@ from lightact.config import OptimConfig
 from lightact.data.batch import Batch
 from lightact.engine.regression import RegressionModule, regression_metrics
 from lightact.models import create_model
+from lightact.models.clip3d import TinyClipCNN
 from lightact.models.registry import model_entry
-from lightact.models.stan import STAN, PaddedIndex, TinyClipCNN, time_code
+from lightact.models.stan import STAN, PaddedIndex, time_code
 
 FRAME_DIM, CLIP_DIM = 12, 7
 MODELS = ["stan", "single_stream", "meanpool_linear"]

@@ -344,7 +344,7 @@ def test_registered_variants_and_bad_input() -> None:
 
 def test_user_2d_swin_file_is_inflated_by_load_pretrained(tmp_path) -> None:
     """``--weights swin.pth``: a 2D timm Swin state dict (1000-class head) initialises a PST."""
-    from lightact.engine.checkpoint import load_pretrained
+    from lightact.models.weights import load_pretrained
 
     torch.manual_seed(8)
     swin = SwinTransformer(
@@ -359,8 +359,8 @@ def test_user_2d_swin_file_is_inflated_by_load_pretrained(tmp_path) -> None:
     torch.save({"model": swin.state_dict()}, tmp_path / "swin.pth")
     model = PST(num_classes=5, num_frames=4, tubelet_size=2, **SMALL).eval()
     report = load_pretrained(model, tmp_path / "swin.pth")
-    assert report["missing"] == [] or all(k.startswith("head") for k in report["missing"])
-    assert "head.weight" in report["shape_mismatch"]  # 1000 classes there, 5 here
+    assert report.missing == [] and report.shape_mismatch == []
+    assert report.head == ["head.bias", "head.weight"]  # 1000 classes there, 5 here
     frame = torch.randn(1, 3, 1, 48, 48)
     with torch.no_grad():
         expected = _per_frame_timm(swin, frame)

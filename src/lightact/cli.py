@@ -1,7 +1,14 @@
-"""The ``lightact`` command line: each subcommand is a thin call into the library."""
+"""The ``lightact`` command line: each subcommand is a thin call into the library.
+
+Commands by what they do: running a model (``train``, ``eval``, ``predict``); models themselves
+(``models``, ``bench``, ``export``); turning videos into training inputs (``pose``,
+``extract-features``); datasets (``data validate|check-images|synth|convert``).
+"""
 
 from __future__ import annotations
 
+import json
+import pickle
 from pathlib import Path
 from typing import Annotated
 
@@ -16,14 +23,15 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Generate, convert and check datasets.", no_args_is_help=True)
 synth_app = typer.Typer(help="Generate the embedded synthetic datasets.", no_args_is_help=True)
+convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
+data_app.add_typer(convert_app, name="convert")
 console = Console(soft_wrap=True)  # long paths stay on one line, copy-pasteable
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML; none = the embedded quickstart.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.dim=128.")]
-
-
+# Commands that take key=value words beyond --set, or (bench) parse their own arguments.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -93,6 +101,10 @@ def _print_folds(summary: dict) -> None:
     console.print(f"pooled top-1 over all folds' test samples: {summary['pooled_top1']:.2%}")
 
 
+# ---------------------------------------------------------------------------------------------------
+# running a model: train, evaluate, predict
+
+
 @app.command(context_settings=OVERRIDES)
 def train(
     ctx: typer.Context,
@@ -119,8 +131,6 @@ def train(
     except (SplitError, FileExistsError) as err:
         console.print(str(err), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    import json
-
     metrics_file = work_dir / "metrics.json"
     if metrics_file.is_file():
         _print_metrics(json.loads(metrics_file.read_text()))
@@ -143,51 +153,6 @@ def evaluate(
 
 
 @app.command()
-def pose(
-    inputs: Annotated[
-        list[Path], typer.Argument(help="Videos, folders of videos, or video lists (path label).")
-    ],
-    out: Annotated[Path, typer.Option(help="Skeleton pickle to write (MediaPipe-33, 2D + 3D + scores).")],
-    labels: Annotated[
-        Path | None, typer.Option(help="Class names, one a line, stored in the pickle.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Parallel videos; default all cores.")] = None,
-    max_persons: Annotated[int, typer.Option(help="People tracked per video.")] = 2,
-    max_side: Annotated[
-        int, typer.Option(help="Frames are downscaled to this longer side before pose.")
-    ] = 640,
-) -> None:
-    """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
-    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
-
-    try:
-        stats = run_pose(
-            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
-        )
-    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
-    table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
-    for column in ("video", "frames", "person found", "second person", "fps"):
-        table.add_column(column, justify="left" if column == "video" else "right")
-    for video, row in stats["per_video"].items():
-        fps = "resumed" if row["resumed"] else f"{row['fps']:.1f}"
-        table.add_row(
-            Path(video).name,
-            str(row["frames"]),
-            f"{row['person_share']:.0%}",
-            f"{row['second_person_share']:.0%}",
-            fps,
-        )
-    console.print(table)
-    for failure in stats["failed"]:
-        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
-    console.print(f"wrote {out}")
-    if stats["failed"]:
-        raise typer.Exit(1)
-
-
-@app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Work dir or model.safetensors of a trained model.")],
     input: Annotated[Path, typer.Argument(help="Video, image, skeleton pickle/npy, or a folder of them.")],
@@ -207,8 +172,6 @@ def predict(
 ) -> None:
     """Classify inputs with a trained model, in windows over time: videos (through pose for skeleton
     models, as clips for video models, as features for long-video models), skeleton files, images."""
-    import pickle
-
     from lightact.inference import predict_path
 
     try:
@@ -220,10 +183,11 @@ def predict(
         raise typer.Exit(2) from None
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
-    if not predictions:
-        console.print(f"[red]nothing in {input} could be classified[/red]")
-        raise typer.Exit(1)
     console.print(f"JSON and timeline PNGs in [bold]{out}[/bold]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# models: list, benchmark, export
 
 
 @app.command()
@@ -242,115 +206,7 @@ def models(
     console.print(table)
 
 
-@synth_app.command("skeleton")
-def synth_skeleton(
-    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")] = Path("synth_skeleton.pkl"),
-    samples_per_class: int = 60,
-    seed: int = 0,
-    val_fraction: float = 0.25,
-) -> None:
-    """The embedded skeleton dataset (NTU-25 layout) in the standard annotation pickle schema."""
-    from lightact.data.skeleton.pickle_io import save_pickle
-    from lightact.data.synthetic.skeleton import generate_skeleton_dataset
-
-    data = generate_skeleton_dataset(
-        samples_per_class=samples_per_class, seed=seed, val_fraction=val_fraction
-    )
-    save_pickle(data, out)
-    sizes = ", ".join(f"{k}: {len(v)}" for k, v in data["split"].items())
-    console.print(
-        f"wrote {len(data['annotations'])} samples, {len(data['classes'])} classes ({sizes}) to {out}"
-    )
-
-
-convert_app = typer.Typer(help="Convert datasets into the standard skeleton pickle.", no_args_is_help=True)
-data_app.add_typer(convert_app, name="convert")
-
-
-@convert_app.command("ntu")
-def convert_ntu(
-    raw_dir: Annotated[
-        Path, typer.Argument(help="Folder of NTU RGB+D .skeleton files (searched recursively).")
-    ],
-    dataset: Annotated[str, typer.Option(help="ntu60 or ntu120: decides the samples kept and the splits.")],
-    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
-    missing: Annotated[
-        Path | None, typer.Option(help="The official list of samples without skeletons.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes; default all cores.")] = None,
-) -> None:
-    """NTU RGB+D raw skeletons -> pickle with the official X-Sub/X-View (60) or X-Sub/X-Set (120) splits."""
-    from lightact.data.skeleton.ntu import convert_ntu as run_conversion
-
-    stats = run_conversion(raw_dir, dataset, out, missing=missing, workers=workers)
-    console.print(
-        f"converted {stats['converted']} of {stats['files_found']} files "
-        f"({stats['skipped_missing']} listed as missing, {stats['excluded']} not in {dataset}, "
-        f"{stats['failed']} failed) in {stats['seconds']:.1f} s "
-        f"({stats['files_per_second']:.0f} files/s) -> {out}"
-    )
-    for name, ids in stats["splits"].items():
-        console.print(f"  {name}: {ids}")
-    if stats["failed"]:
-        raise typer.Exit(1)
-
-
-@data_app.command("import")
-def import_data(
-    spec: Annotated[Path, typer.Argument(help="Import spec YAML (configs/datasets/ has examples).")],
-    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
-    root: Annotated[Path | None, typer.Option(help="Dataset folder; replaces the spec's root.")] = None,
-    skip_errors: Annotated[
-        bool, typer.Option(help="Leave out files that do not match the spec (listed) instead of failing.")
-    ] = False,
-) -> None:
-    """Per-sequence text/CSV/.npy skeleton files -> annotation pickle with the spec's splits."""
-    from lightact.data.skeleton.importer import ImportFileError, ImportSpecError, import_dataset
-
-    try:
-        report = import_dataset(spec, out, root=root, skip_errors=skip_errors, progress=True)
-    except (ImportSpecError, ImportFileError) as err:
-        console.print(str(err), style="red", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    for item in report.dropped:
-        console.print(f"dropped {item['sample']} ({item['file']}): {item['reason']}", markup=False)
-    for item in report.failed:
-        console.print(f"failed: {item['error']}", style="red", markup=False, highlight=False)
-    sizes = ", ".join(f"{k}: {v}" for k, v in report.splits.items())
-    console.print(
-        f"imported {report.samples} of {report.files_found} files ({len(report.dropped)} dropped, "
-        f"{len(report.failed)} failed"
-        + (f", {report.excluded} not in the include list" if report.excluded else "")
-        + f"), {report.classes} classes ({sizes}) in {report.seconds:.1f} s "
-        f"-> {out}",
-        markup=False,
-    )
-
-
-@data_app.command("validate")
-def validate(
-    file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
-    num_classes: Annotated[int | None, typer.Option(help="Labels must lie below this.")] = None,
-) -> None:
-    """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
-    from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
-
-    problems = validate_annotations(file, num_classes=num_classes)
-    if not problems:
-        console.print(f"{file}: no problems found")
-        return
-    console.print(format_problems(problems), markup=False, highlight=False)
-    if has_errors(problems):
-        raise typer.Exit(1)
-
-
-# --- bench and export (efficiency protocol) -------------------------------------------------------
-
-
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
+@app.command(context_settings=OVERRIDES, add_help_option=False)
 def bench(ctx: typer.Context) -> None:
     """Benchmark models x backends: params, FLOPs/MACs, latency, throughput, memory (bench --help)."""
     from lightact.bench.command import run as run_bench_command
@@ -412,7 +268,221 @@ def export(
         console.print(result.note, markup=False, highlight=False)
 
 
-# --- video (issue 5) ---
+# ---------------------------------------------------------------------------------------------------
+# from videos to training inputs: poses for skeleton models, features for long-video models
+
+
+@app.command()
+def pose(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Videos, folders of videos, or video lists (path label).")
+    ],
+    out: Annotated[Path, typer.Option(help="Skeleton pickle to write (MediaPipe-33, 2D + 3D + scores).")],
+    labels: Annotated[
+        Path | None, typer.Option(help="Class names, one a line, stored in the pickle.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel videos; default all cores.")] = None,
+    max_persons: Annotated[int, typer.Option(help="People tracked per video.")] = 2,
+    max_side: Annotated[
+        int, typer.Option(help="Frames are downscaled to this longer side before pose.")
+    ] = 640,
+) -> None:
+    """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
+    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
+
+    try:
+        stats = run_pose(
+            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
+        )
+    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
+    for column in ("video", "frames", "person found", "second person", "fps"):
+        table.add_column(column, justify="left" if column == "video" else "right")
+    for video, row in stats["per_video"].items():
+        fps = "resumed" if row["resumed"] else f"{row['fps']:.1f}"
+        table.add_row(
+            Path(video).name,
+            str(row["frames"]),
+            f"{row['person_share']:.0%}",
+            f"{row['second_person_share']:.0%}",
+            fps,
+        )
+    console.print(table)
+    for failure in stats["failed"]:
+        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
+    console.print(f"wrote {out}")
+    if stats["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("extract-features")
+def extract_features_command(
+    videos: Annotated[
+        list[Path], typer.Argument(help="Videos, folders of videos, or lists (.txt/.csv, path first).")
+    ],
+    out: Annotated[Path, typer.Option(help="Feature store: one .safetensors file per video.")],
+    frame_encoder: Annotated[
+        str, typer.Option(help="Static-stream image model, timm/<name> (random unless --frame-weights).")
+    ] = "timm/resnet10t",
+    fps: Annotated[float, typer.Option(help="Frames per second sampled for the static stream.")] = 1.0,
+    clip_encoder: Annotated[
+        str, typer.Option(help="Temporal-stream video model: tv/<name> (e.g. tv/r3d_18) or a lightact one.")
+    ] = "clip3d_tiny",
+    frame_weights: Annotated[Path | None, typer.Option(help="Weights for the frame encoder.")] = None,
+    clip_weights: Annotated[Path | None, typer.Option(help="Weights for the clip encoder.")] = None,
+    frame_size: Annotated[
+        int, typer.Option(help="Frame encoder input side (shorter side, centre crop).")
+    ] = 224,
+    clip_size: Annotated[int, typer.Option(help="Clip encoder input side.")] = 112,
+    clip_len: Annotated[int, typer.Option(help="Frames per clip.")] = 8,
+    clip_fps: Annotated[float, typer.Option(help="Frames per second inside a clip.")] = 8.0,
+    clip_stride: Annotated[float, typer.Option(help="Seconds between clip starts.")] = 2.0,
+    batch_size: Annotated[int, typer.Option(help="Frames per frame-encoder batch.")] = 32,
+    clip_batch_size: Annotated[int, typer.Option(help="Clips per clip-encoder batch.")] = 8,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Cache static-frame and clip features of long videos; resumable, sharded under torchrun."""
+    from lightact.features.extract import ExtractionSettings, extract_features
+
+    # The options named after the settings' fields are the settings (tests/test_features.py).
+    options = {name: value for name, value in locals().items() if name in ExtractionSettings.model_fields}
+    try:
+        settings = ExtractionSettings.from_values(**options)
+        summary = extract_features(
+            videos,
+            out,
+            settings,
+            device=device,
+            batch_size=batch_size,
+            clip_batch_size=clip_batch_size,
+            progress=True,
+        )
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        console.print(str(err), style="red", markup=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"rank {summary['rank']}/{summary['world_size']}: {summary['shard']} of {summary['videos']} "
+        f"video(s), "
+        f"{summary['extracted']} extracted ({summary['frames']} frames in {summary['seconds']:.1f} s), "
+        f"{summary['skipped']} already done, {len(summary['failed'])} failed -> {out}"
+    )
+    for failure in summary["failed"]:
+        console.print(f"failed: {failure['video']}: {failure['error']}", markup=False, style="red")
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# datasets: check, generate, convert
+
+
+@data_app.command("import")
+def import_data(
+    spec: Annotated[Path, typer.Argument(help="Import spec YAML (configs/datasets/ has examples).")],
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
+    root: Annotated[Path | None, typer.Option(help="Dataset folder; replaces the spec's root.")] = None,
+    skip_errors: Annotated[
+        bool, typer.Option(help="Leave out files that do not match the spec (listed) instead of failing.")
+    ] = False,
+) -> None:
+    """Per-sequence text/CSV/.npy skeleton files -> annotation pickle with the spec's splits."""
+    from lightact.data.skeleton.importer import ImportFileError, ImportSpecError, import_dataset
+
+    try:
+        report = import_dataset(spec, out, root=root, skip_errors=skip_errors, progress=True)
+    except (ImportSpecError, ImportFileError) as err:
+        console.print(str(err), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    for item in report.dropped:
+        console.print(f"dropped {item['sample']} ({item['file']}): {item['reason']}", markup=False)
+    for item in report.failed:
+        console.print(f"failed: {item['error']}", style="red", markup=False, highlight=False)
+    sizes = ", ".join(f"{k}: {v}" for k, v in report.splits.items())
+    console.print(
+        f"imported {report.samples} of {report.files_found} files ({len(report.dropped)} dropped, "
+        f"{len(report.failed)} failed"
+        + (f", {report.excluded} not in the include list" if report.excluded else "")
+        + f"), {report.classes} classes ({sizes}) in {report.seconds:.1f} s "
+        f"-> {out}",
+        markup=False,
+    )
+
+
+@data_app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="Skeleton annotation pickle.")],
+    num_classes: Annotated[int | None, typer.Option(help="Labels must lie below this.")] = None,
+) -> None:
+    """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
+    from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
+
+    problems = validate_annotations(file, num_classes=num_classes)
+    if not problems:
+        console.print(f"{file}: no problems found")
+        return
+    console.print(format_problems(problems), markup=False, highlight=False)
+    if has_errors(problems):
+        raise typer.Exit(1)
+
+
+@data_app.command("check-images")
+def check_images(
+    root: Annotated[Path, typer.Argument(help="Stanford 40 folder (ImageSplits/, JPEGImages/) or a tree.")],
+    layout: Annotated[str, typer.Option(help="stanford40, folder, or auto.")] = "auto",
+) -> None:
+    """Read an image dataset as training would: splits, classes, counts, and every unreadable file.
+    Exit 1 when a file cannot be decoded."""
+    from lightact.data.image.sources import ImageReadError, read_image_folder, read_stanford40
+
+    if layout == "auto":
+        from lightact.data.image.sources import image_dataset_format
+
+        layout = image_dataset_format(root)
+    splits = ("train", "test") if layout == "stanford40" else ("train", "val", "test")
+    bad = []
+    for split in splits:
+        try:
+            reader = read_stanford40 if layout == "stanford40" else read_image_folder
+            samples = reader(root, split)
+        except (OSError, ValueError) as err:
+            if layout == "folder" and split != "train" and "no" in str(err):
+                continue
+            console.print(f"[red]{err}[/red]")
+            raise typer.Exit(1) from None
+        for i in range(len(samples)):
+            try:
+                samples.load(i, 64)
+            except ImageReadError as err:
+                bad.append(str(err))
+        console.print(f"{split}: {len(samples)} images, {len(samples.classes)} classes")
+    for line in bad:
+        console.print(f"[red]{line}[/red]", markup=True, highlight=False)
+    if bad:
+        console.print(f"{len(bad)} unreadable image(s); data.on_corrupt=skip leaves them out with a warning")
+        raise typer.Exit(1)
+
+
+@synth_app.command("skeleton")
+def synth_skeleton(
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")] = Path("synth_skeleton.pkl"),
+    samples_per_class: int = 60,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+) -> None:
+    """The embedded skeleton dataset (NTU-25 layout) in the standard annotation pickle schema."""
+    from lightact.data.skeleton.pickle_io import save_pickle
+    from lightact.data.synthetic.skeleton import generate_skeleton_dataset
+
+    data = generate_skeleton_dataset(
+        samples_per_class=samples_per_class, seed=seed, val_fraction=val_fraction
+    )
+    save_pickle(data, out)
+    sizes = ", ".join(f"{k}: {len(v)}" for k, v in data["split"].items())
+    console.print(
+        f"wrote {len(data['annotations'])} samples, {len(data['classes'])} classes ({sizes}) to {out}"
+    )
 
 
 @synth_app.command("video")
@@ -443,11 +513,6 @@ def synth_video(
     )
 
 
-# --- end video ---
-
-# --- image (issue 6) ---
-
-
 @synth_app.command("image")
 def synth_image(
     out: Annotated[Path, typer.Option(help="Folder for <split>/<class>/<name>.png.")] = Path("synth_image"),
@@ -468,112 +533,6 @@ def synth_image(
     counts = write_image_folder(data, out)
     sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
     console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
-
-
-@data_app.command("check-images")
-def check_images(
-    root: Annotated[Path, typer.Argument(help="Stanford 40 folder (ImageSplits/, JPEGImages/) or a tree.")],
-    layout: Annotated[str, typer.Option(help="stanford40, folder, or auto.")] = "auto",
-) -> None:
-    """Read an image dataset as training would: splits, classes, counts, and every unreadable file.
-    Exit 1 when a file cannot be decoded."""
-    from lightact.data.image.sources import ImageReadError, read_image_folder, read_stanford40
-
-    if layout == "auto":
-        layout = "stanford40" if (root / "ImageSplits" / "actions.txt").is_file() else "folder"
-    splits = ("train", "test") if layout == "stanford40" else ("train", "val", "test")
-    bad = []
-    for split in splits:
-        try:
-            reader = read_stanford40 if layout == "stanford40" else read_image_folder
-            samples = reader(root, split)
-        except (OSError, ValueError) as err:
-            if layout == "folder" and split != "train" and "no" in str(err):
-                continue
-            console.print(f"[red]{err}[/red]")
-            raise typer.Exit(1) from None
-        for i in range(len(samples)):
-            try:
-                samples.load(i, 64)
-            except ImageReadError as err:
-                bad.append(str(err))
-        console.print(f"{split}: {len(samples)} images, {len(samples.classes)} classes")
-    for line in bad:
-        console.print(f"[red]{line}[/red]", markup=True, highlight=False)
-    if bad:
-        console.print(f"{len(bad)} unreadable image(s); data.on_corrupt=skip leaves them out with a warning")
-        raise typer.Exit(1)
-
-
-# --- end image ---
-
-# --- long video (issue 7) ---
-
-
-@app.command("extract-features")
-def extract_features_command(
-    videos: Annotated[
-        list[Path], typer.Argument(help="Videos, folders of videos, or lists (.txt/.csv, path first).")
-    ],
-    out: Annotated[Path, typer.Option(help="Feature store: one .safetensors file per video.")],
-    frame_encoder: Annotated[
-        str, typer.Option(help="Static-stream image model, timm/<name> (random unless --frame-weights).")
-    ] = "timm/resnet10t",
-    fps: Annotated[float, typer.Option(help="Frames per second sampled for the static stream.")] = 1.0,
-    clip_encoder: Annotated[
-        str, typer.Option(help="Temporal-stream video model: tv/<name> (e.g. tv/r3d_18) or a lightact one.")
-    ] = "clip3d_tiny",
-    frame_weights: Annotated[Path | None, typer.Option(help="Weights for the frame encoder.")] = None,
-    clip_weights: Annotated[Path | None, typer.Option(help="Weights for the clip encoder.")] = None,
-    frame_size: Annotated[
-        int, typer.Option(help="Frame encoder input side (shorter side, centre crop).")
-    ] = 224,
-    clip_size: Annotated[int, typer.Option(help="Clip encoder input side.")] = 112,
-    clip_len: Annotated[int, typer.Option(help="Frames per clip.")] = 8,
-    clip_fps: Annotated[float, typer.Option(help="Frames per second inside a clip.")] = 8.0,
-    clip_stride: Annotated[float, typer.Option(help="Seconds between clip starts.")] = 2.0,
-    batch_size: Annotated[int, typer.Option(help="Frames per frame-encoder batch.")] = 32,
-    clip_batch_size: Annotated[int, typer.Option(help="Clips per clip-encoder batch.")] = 8,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-) -> None:
-    """Cache static-frame and clip features of long videos; resumable, sharded under torchrun."""
-    from lightact.data.longvideo.extract import ExtractionSettings, extract_features
-
-    try:
-        settings = ExtractionSettings(
-            frame_encoder=frame_encoder,
-            frame_weights=None if frame_weights is None else str(frame_weights),
-            frame_size=frame_size,
-            fps=fps,
-            clip_encoder=clip_encoder,
-            clip_weights=None if clip_weights is None else str(clip_weights),
-            clip_size=clip_size,
-            clip_len=clip_len,
-            clip_fps=clip_fps,
-            clip_stride=clip_stride,
-        )
-        summary = extract_features(
-            videos,
-            out,
-            settings,
-            device=device,
-            batch_size=batch_size,
-            clip_batch_size=clip_batch_size,
-            progress=True,
-        )
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        console.print(str(err), style="red", markup=False)
-        raise typer.Exit(2) from None
-    console.print(
-        f"rank {summary['rank']}/{summary['world_size']}: {summary['shard']} of {summary['videos']} "
-        f"video(s), "
-        f"{summary['extracted']} extracted ({summary['frames']} frames in {summary['seconds']:.1f} s), "
-        f"{summary['skipped']} already done, {len(summary['failed'])} failed -> {out}"
-    )
-    for failure in summary["failed"]:
-        console.print(f"failed: {failure['video']}: {failure['error']}", markup=False, style="red")
-    if summary["failed"]:
-        raise typer.Exit(1)
 
 
 @synth_app.command("longvideo")
@@ -604,7 +563,73 @@ def synth_longvideo(
     )
 
 
-# --- end long video ---
+@convert_app.command("ntu")
+def convert_ntu(
+    raw_dir: Annotated[
+        Path, typer.Argument(help="Folder of NTU RGB+D .skeleton files (searched recursively).")
+    ],
+    dataset: Annotated[str, typer.Option(help="ntu60 or ntu120: decides the samples kept and the splits.")],
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
+    missing: Annotated[
+        Path | None, typer.Option(help="The official list of samples without skeletons.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes; default all cores.")] = None,
+) -> None:
+    """NTU RGB+D raw skeletons -> pickle with the official X-Sub/X-View (60) or X-Sub/X-Set (120) splits."""
+    from lightact.data.skeleton.ntu import convert_ntu as run_conversion
+
+    stats = run_conversion(raw_dir, dataset, out, missing=missing, workers=workers)
+    console.print(
+        f"converted {stats['converted']} of {stats['files_found']} files "
+        f"({stats['skipped_missing']} listed as missing, {stats['excluded']} not in {dataset}, "
+        f"{stats['failed']} failed) in {stats['seconds']:.1f} s "
+        f"({stats['files_per_second']:.0f} files/s) -> {out}"
+    )
+    for name, ids in stats["splits"].items():
+        console.print(f"  {name}: {ids}")
+    if stats["failed"]:
+        raise typer.Exit(1)
+
+
+# --- weights ---
+weights_app = typer.Typer(help="Check weights files from lightact and the ecosystem.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("inspect")
+def weights_inspect(
+    file: Annotated[Path, typer.Argument(help="Weights file (safetensors or torch) or a work dir.")],
+    model: Annotated[
+        str | None, typer.Option(help="A registered model to check the file against in detail.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Model argument for --model, e.g. bias_index=official.")
+    ] = None,
+    entry: Annotated[str | None, typer.Option(help="Checkpoint entry to read, e.g. state_dict_ema.")] = None,
+) -> None:
+    """Format, tensors, layout, the registered models the file fits, and for --model what would be
+    converted, loaded and left at initial values. Builds no training run."""
+    import yaml
+
+    from lightact.models.weights import inspect_weights
+
+    arguments = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            console.print(f"--set {item!r}: expected name=value", markup=False)
+            raise typer.Exit(2)
+        arguments[key] = yaml.safe_load(value)
+    try:
+        lines = inspect_weights(file, model, arguments, entry)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+        console.print(str(err.args[0] if isinstance(err, KeyError) else err), markup=False, style="red")
+        raise typer.Exit(2) from None
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
+# --- end weights ---
 
 
 def main() -> None:

@@ -7,8 +7,6 @@ wrong types are errors that name the dotted key.
 
 from __future__ import annotations
 
-import inspect
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,8 +19,11 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
+
+from lightact.features.settings import ExtractionSettings
 
 CONFIG_FILE_NAME = "config.yaml"
 
@@ -161,7 +162,9 @@ class ImageDataConfig(DataConfigBase):
             return self.format
         if self.path is None:
             return "synthetic"
-        return "stanford40" if (Path(self.path) / "ImageSplits" / "actions.txt").is_file() else "folder"
+        from lightact.data.image.sources import image_dataset_format
+
+        return image_dataset_format(self.path)
 
 
 class LongVideoSynthConfig(Strict):
@@ -174,21 +177,11 @@ class LongVideoSynthConfig(Strict):
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
 
-class FeatureExtractionConfig(Strict):
-    """How features are extracted (``lightact extract-features`` options). The embedded set uses
-    these defaults: a random-weight ResNet-10-T on 64x64 frames at 1 fps, the tiny 3D CNN on 8-frame
-    32x32 clips at 4 fps, a clip every 2 s. For a user's store the settings are read from the store."""
-
-    frame_encoder: str = "timm/resnet10t"
-    frame_weights: Path | None = None
-    frame_size: int = Field(64, ge=8)
-    fps: float = Field(1.0, gt=0)
-    clip_encoder: str = "clip3d_tiny"
-    clip_weights: Path | None = None
-    clip_size: int = Field(32, ge=8)
-    clip_len: int = Field(8, ge=1)
-    clip_fps: float = Field(4.0, gt=0)
-    clip_stride: float = Field(2.0, gt=0)
+# How the embedded set's features are extracted (``data.extraction``, the ``extract-features``
+# settings): a random-weight ResNet-10-T on 64x64 frames at 1 fps, the tiny 3D CNN on 8-frame 32x32
+# clips at 4 fps, a clip every 2 s. Keys a config leaves out take these values rather than the
+# library's full-size defaults. For a user's store the settings are read from the store.
+EMBEDDED_EXTRACTION: dict[str, Any] = {"frame_size": 64, "clip_size": 32, "clip_fps": 4.0}
 
 
 class LongVideoDataConfig(DataConfigBase):
@@ -209,7 +202,12 @@ class LongVideoDataConfig(DataConfigBase):
     time_shift: float = Field(0.0, ge=0)  # training: shift each video's times by up to this many seconds
     regression_loss: Literal["mse", "l1"] = "mse"
     synth: LongVideoSynthConfig = LongVideoSynthConfig()
-    extraction: FeatureExtractionConfig = FeatureExtractionConfig()
+    extraction: ExtractionSettings = ExtractionSettings(**EMBEDDED_EXTRACTION)
+
+    @field_validator("extraction", mode="before")
+    @classmethod
+    def _embedded_extraction(cls, value: Any) -> Any:
+        return {**EMBEDDED_EXTRACTION, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _check_sources(self) -> LongVideoDataConfig:
@@ -237,11 +235,17 @@ DataConfig = Annotated[
 
 class ModelConfig(BaseModel):
     """``name`` picks a registered model; every other key is a constructor argument, checked
-    against the constructor's signature and type hints."""
+    against the constructor's signature and type hints (which the registry records).
+
+    Validation imports the model families (and torch): an experiment's config is only built
+    default-free when it is read, never when this module is imported."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "star_64"
     weights: Path | None = None  # the user's pretrained weights (safetensors or a torch state dict)
+    # false: load what fits even when learnt tensors would stay at their initial values (listed)
+    weights_strict: bool = True
+    weights_entry: str | None = None  # the checkpoint entry to read, e.g. state_dict_ema; None: the weights
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -257,15 +261,13 @@ class ModelConfig(BaseModel):
             raise ValueError(str(err.args[0])) from None
         if entry.external:
             return self  # timm/torchvision constructors take open-ended keyword arguments
-        model_class = typing.get_type_hints(entry.factory)["return"]
-        hints = typing.get_type_hints(model_class.__init__)
-        accepted = [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
         for key, value in self.kwargs.items():
-            if key not in accepted:
+            if not entry.takes(key):
+                accepted = list(entry.accepts)
                 raise ValueError(f"unknown argument {key!r} for model {self.name} (accepted: {accepted})")
-            if key in hints:
+            if key in entry.hints:
                 try:
-                    TypeAdapter(hints[key]).validate_python(value, strict=False)
+                    TypeAdapter(entry.hints[key]).validate_python(value, strict=False)
                 except ValidationError as err:
                     raise ValueError(f"{key}: {err.errors()[0]['msg']} (got {value!r})") from None
         return self
@@ -332,7 +334,7 @@ class ExperimentConfig(Strict):
     name: str = "star_synth"
     seed: int = 0
     work_dir: Path | None = None  # default: work_dirs/<name>
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = SkeletonDataConfig()
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()

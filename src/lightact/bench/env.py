@@ -14,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
@@ -31,6 +32,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on CPU): what a timer calls
+    before reading the clock."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
 
 
 def _version(package: str) -> str | None:
@@ -78,7 +87,7 @@ def calibrate_matmul(
     a = torch.randn(size, size, generator=g).to(device)
     b = torch.randn(size, size, generator=g).to(device)
     out = torch.empty(size, size, device=device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     flops = 2.0 * size**3
     previous_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # the models run in true fp32 too

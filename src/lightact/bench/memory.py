@@ -43,7 +43,8 @@ class PeakMemory:
         return None if self.bytes is None else self.bytes / 2**20
 
 
-def _status_kib(field: str) -> int | None:
+def status_kib(field: str) -> int | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ...) in KiB; None where unreadable."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -54,7 +55,9 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
-def _reset_hwm() -> bool:
+def reset_peak_rss() -> bool:
+    """Reset this process's resident high-water mark (``VmHWM``) to its current size, where Linux
+    allows it (>= 4.0); False otherwise."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -97,10 +100,10 @@ def small_mmap_threshold(threshold: int = 64 * 1024) -> Iterator[bool]:
 def cpu_peak(fn: Callable[[], object]) -> PeakMemory:
     """Extra resident memory at the peak of ``fn()`` over the resident memory before it."""
     with small_mmap_threshold() as mapped:
-        if _reset_hwm():
-            before = _status_kib("VmRSS")
+        if reset_peak_rss():
+            before = status_kib("VmRSS")
             fn()
-            peak = _status_kib("VmHWM")
+            peak = status_kib("VmHWM")
             if before is not None and peak is not None:
                 method = "cpu: VmHWM - VmRSS before (reset via clear_refs)"
                 method += ", mmap threshold 64 KiB" if mapped else ", glibc reuse may hide memory"

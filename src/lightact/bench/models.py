@@ -13,6 +13,8 @@ Classes follow the efficiency study of lightweight video transformers (arXiv 211
 ``composite`` (a transformer on a CNN backbone), ``attention-only`` (a transformer on patches or
 joints), ``stand-alone attention`` (self-attention blocks replacing convolutions inside a CNN, in the
 sense of Ramachandran et al. 2019: BoTNet, HaloNet, LambdaNet), plus the ``convolution`` baselines.
+lightact's models declare their class, canonical input and export form in their spec
+(:mod:`lightact.models.spec`); timm and torchvision models are classified and sized here.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-COMPOSITE = "composite"
-ATTENTION_ONLY = "attention-only"
-STANDALONE = "stand-alone attention"
-CONVOLUTION = "convolution"
+from lightact.models.spec import (
+    ATTENTION_ONLY,
+    COMPOSITE,
+    CONVOLUTION,
+    STANDALONE,
+    UNCLASSIFIED,
+    NotExportable,
+    random_input,
+)
 
 # torchvision video models: (frames, crop) of the published weights' evaluation transforms, the
 # input at which torchvision's metadata states their FLOPs (e.g. r3d_18: 40.7 G multiply-adds).
@@ -49,20 +56,6 @@ _TIMM_CLASSES: list[tuple[str, str]] = [
     (r"^(vit|deit|swin|pvt|twins|xcit|cait|beit|eva|crossvit|tnt|gcvit|davit|mvitv2)", ATTENTION_ONLY),
     (r"resnet|resnext|mobilenet|efficientnet|convnext|regnet|ghostnet|mnasnet|densenet|vgg", CONVOLUTION),
 ]
-
-# By name prefix. STAN and the single-stream transformer count as composite: they are transformers
-# over CNN features (cached by `lightact extract-features`), the study's composite design.
-_LIGHTACT_CLASSES = {
-    "star": ATTENTION_ONLY,
-    "pst": ATTENTION_ONLY,
-    "swin": ATTENTION_ONLY,
-    "stgcn": CONVOLUTION,
-    "clip3d": CONVOLUTION,
-    "composite": COMPOSITE,
-    "stan": COMPOSITE,
-    "single_stream": COMPOSITE,
-    "meanpool": "linear",
-}
 
 # ``lightact bench @default``: the study's three classes, at least two models each, and the
 # convolutional baselines, across skeleton, video and image inputs.
@@ -124,29 +117,15 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def _randn(shape: tuple[int, ...], seed: int = 0) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
 def _batched(shape: tuple[int, ...]) -> Callable[[int], tuple[Tensor, ...]]:
-    return lambda batch: (_randn((batch, *shape)),)
+    return lambda batch: (random_input((batch, *shape)),)
 
 
 def timm_class(name: str) -> str:
     for pattern, label in _TIMM_CLASSES:
         if re.search(pattern, name):
             return label
-    return "unclassified"
-
-
-def _lightact_class(module: nn.Module, name: str) -> str:
-    declared = getattr(module, "efficiency_class", None)
-    if declared:
-        return str(declared)
-    for prefix, label in _LIGHTACT_CLASSES.items():
-        if name.startswith(prefix):
-            return label
-    return "unclassified"
+    return UNCLASSIFIED
 
 
 def _torchvision(name: str, shape: tuple[int, ...] | None) -> BenchModel:
@@ -154,7 +133,7 @@ def _torchvision(name: str, shape: tuple[int, ...] | None) -> BenchModel:
 
     if not hasattr(tvv, name) or name.startswith("_") or name[0].isupper():
         raise KeyError(f"torchvision has no video model {name!r}")
-    label, frames, crop = TORCHVISION_VIDEO.get(name, ("unclassified", 16, 224))
+    label, frames, crop = TORCHVISION_VIDEO.get(name, (UNCLASSIFIED, 16, 224))
     module = getattr(tvv, name)(weights=None)
     shape = shape or (3, frames, crop, crop)
     desc = f"clip {'x'.join(map(str, shape))} (C x T x H x W)"
@@ -174,68 +153,40 @@ def _timm(name: str, shape: tuple[int, ...] | None) -> BenchModel:
     )
 
 
-def _star(name: str, module: nn.Module, shape: tuple[int, ...] | None) -> BenchModel:
-    from lightact.export.targets import STAR_NOTE
-    from lightact.models.star import SingleClipSTAR
+def _lightact(name: str, shape: tuple[int, ...] | None) -> BenchModel:
+    """A registered model or a checkpoint, with the input, export form and class its spec declares."""
+    from lightact.export.onnx import load_source
+    from lightact.models.registry import model_entry
 
-    # Canonical: one NTU clip of 2 persons x 100 frames, persons concatenated along time (packed).
-    frames, joints, channels = shape or (200, module.num_joints, module.in_channels)
-
-    def inputs(batch: int) -> tuple[Tensor, ...]:
-        x = _randn((batch * frames, joints, channels))
-        return x, torch.arange(batch).repeat_interleave(frames)
-
-    def onnx_calls(inputs: tuple[Tensor, ...]) -> list[Tensor]:
-        return list(inputs[0].split(frames))
-
-    return BenchModel(
+    module, meta = load_source(name)
+    spec = model_entry(meta["model"]).spec
+    example = spec.example_input
+    sample = tuple(shape or example.shape(module))
+    example(module, 1, shape)  # an input this model cannot take fails here, before any timing
+    bench = BenchModel(
         name,
         module,
         "lightact",
-        _lightact_class(module, name),
-        "skeleton",
-        (frames, joints, channels),
-        f"skeleton {frames}x{joints}x{channels} (2 persons x {frames // 2} frames, packed)",
-        inputs,
-        SingleClipSTAR(module).eval(),
-        onnx_axes={0: "frames"},
-        onnx_calls=onnx_calls,
-        onnx_alternate=lambda: _randn((max(frames * 2 // 3, 1), joints, channels), seed=1),
-        note="onnxruntime runs one clip per call (" + STAR_NOTE.split(":")[0] + ")",
+        spec.efficiency_class,
+        spec.modality,
+        sample,
+        f"{spec.modality} {example.describe(sample)}",
+        lambda batch: example(module, batch, shape),
     )
-
-
-def _lightact(name: str, shape: tuple[int, ...] | None) -> BenchModel:
-    from lightact.export.onnx import load_source
-    from lightact.export.targets import NotExportable, export_target
-    from lightact.models.star import STAR
-
-    module, meta = load_source(name)
-    model_name = meta.get("model") or name
-    if isinstance(module, STAR):
-        return _star(name, module, shape)
     try:
-        target = export_target(module, meta.get("modality"))
+        target = spec.export_target(module)
     except NotExportable as err:
-        example = getattr(module, "example_inputs", None)
-        if not callable(example):
-            raise KeyError(f"{name}: {err}") from None
-        return BenchModel(
-            name, module, "lightact", _lightact_class(module, model_name), meta.get("modality") or "?",
-            tuple(example(1)[0].shape[1:]), "declared by the model", lambda b: tuple(example(b)),
-            not_onnx=str(err),
-        )  # fmt: skip
-    if 0 not in target.axes:
+        bench.not_onnx = str(err)
+        return bench
+    bench.onnx_module = target.module
+    if target.feeds is not None:  # the export takes one sample per call
+        bench.onnx_axes = target.axes
+        bench.onnx_calls = target.calls
+        bench.onnx_alternate = lambda: target.example(target.alternate_sizes(target.axis_names), seed=1)
+        bench.note = f"onnxruntime runs one sample per call ({target.note.split(':')[0]})"
+    elif target.axes.get(0) != "batch":
         raise KeyError(f"{name}: its export has no batch axis; the benchmark cannot batch it")
-    sample = shape or target.canonical[1:]
-    desc = f"{meta.get('modality') or 'input'} {'x'.join(map(str, sample))}"
-    if model_name == "stgcn":
-        desc = f"skeleton {'x'.join(map(str, sample))} (C x T x V x M)"
-    onnx_axes = {0: "batch"}
-    return BenchModel(
-        name, module, "lightact", _lightact_class(module, model_name), meta.get("modality") or "?",
-        tuple(sample), desc, _batched(tuple(sample)), target.module, onnx_axes=onnx_axes,
-    )  # fmt: skip
+    return bench
 
 
 def resolve(name: str, shape: tuple[int, ...] | None = None, seed: int = 0) -> BenchModel:

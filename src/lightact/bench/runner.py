@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lightact.bench.env import calibrate_matmul, environment
+from lightact.bench.env import calibrate_matmul, device_sync, environment
 from lightact.bench.flops import FlopCount, count_model_flops, count_parameters
 from lightact.bench.memory import PeakMemory, peak_memory
 from lightact.bench.models import BenchModel, resolve
@@ -102,7 +102,7 @@ def _onnxruntime(
     """Export (verified against PyTorch) and open a session. A model whose graph cannot take a dynamic
     batch axis is exported once per batch size with static shapes instead, and the row says so."""
     from lightact.export.onnx import export_onnx, ort_session
-    from lightact.export.targets import NotExportable
+    from lightact.models.spec import NotExportable
 
     if bench.onnx_module is None:
         raise RuntimeError(f"no ONNX export: {bench.not_onnx or 'the model declares none'}")
@@ -163,17 +163,11 @@ def _train_step(bench: BenchModel, device: torch.device, batch: int, spec: Bench
             loss.backward()
             optimiser.step()
 
-        timing = measure(step, spec, _sync(device))
+        timing = measure(step, spec, device_sync(device))
         stats = timing.stats
         return {"train_step_ms": stats.median * 1e3, "train_step_spread_pct": stats.spread * 100}
     finally:
         module.eval()
-
-
-def _sync(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
 
 
 def _base_row(bench: BenchModel, params: int, flops, device: torch.device, threads: int) -> dict:
@@ -267,7 +261,7 @@ def _fail(job: _Job, err: BaseException, log: Callable[[str], None]) -> None:
 
 def _measure_round(job: _Job, spec: BenchSpec, device: torch.device, log: Callable[[str], None]) -> Timing:
     """One round of one job; redone (keeping the quieter) when other processes took CPU meanwhile."""
-    timing = measure(job.fn, spec, _sync(device))
+    timing = measure(job.fn, spec, device_sync(device))
     for _ in range(spec.busy_retries):
         if (timing.other_load or 0.0) <= BUSY_CORES:
             break
@@ -275,7 +269,7 @@ def _measure_round(job: _Job, spec: BenchSpec, device: torch.device, log: Callab
         job.row["remeasured"] = job.row.get("remeasured", 0) + 1
         if spec.wait_quiet_s > 0:
             job.row["waited_s"] = job.row.get("waited_s", 0.0) + wait_until_quiet(spec.wait_quiet_s)
-        again = measure(job.fn, spec, _sync(device))
+        again = measure(job.fn, spec, device_sync(device))
         if (again.other_load or 0.0) < timing.other_load:
             timing = again
     return timing

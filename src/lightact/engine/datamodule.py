@@ -1,9 +1,13 @@
 """The data-module contract every modality follows, and the lookup from ``data.kind`` to its module.
 
 A modality's data module turns its section of the experiment config into datasets and batches
-(:class:`lightact.data.batch.Batch`). Datasets are indexed by ``(epoch, index)`` pairs from
-:class:`SeededShardSampler`, so random augmentation can be seeded by ``(seed, epoch, index)``: a
-resumed run then sees exactly the batches an uninterrupted one would, on any number of processes.
+(:class:`lightact.data.batch.Batch`); what else it needs from the experiment (the evaluation
+views, the seed, a value from another section) are constructor arguments, which
+:func:`build_datamodule` alone reads from the config.
+
+Datasets are indexed by ``(epoch, index)`` pairs from :class:`SeededShardSampler`, so random
+augmentation can be seeded by ``(seed, epoch, index)``: a resumed run then sees exactly the batches
+an uninterrupted one would, on any number of processes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightact.config import DataConfigBase, EvalConfig
 from lightact.data.batch import Batch
 from lightact.data.sharding import SeededShardSampler
 
@@ -34,6 +39,8 @@ DATA_MODULES = {
 class ActionDataModule(L.LightningDataModule):
     """Base for every modality.
 
+    ``cfg`` is the modality's data section, ``evaluation`` says how test samples are viewed,
+    ``input_format`` is the model's (how to collate), ``seed`` seeds sampling and augmentation.
     Subclasses provide ``class_names``, ``model_arguments()``, ``dataset(split, train, views)``
     (a dataset indexed by ``(epoch, index)`` with a ``num_samples`` attribute: distinct samples,
     each yielding ``views`` items in test mode), ``collate(items) -> Batch`` and
@@ -46,12 +53,11 @@ class ActionDataModule(L.LightningDataModule):
     def check_splits(self) -> None:
         """Raise, before training starts, when the config names data that is not there."""
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
+    def __init__(self, cfg: DataConfigBase, evaluation: EvalConfig, input_format: str, seed: int = 0) -> None:
         super().__init__()
-        self.experiment = cfg
-        self.cfg = cfg.data
-        self.eval_cfg = cfg.eval
-        self.seed = cfg.seed
+        self.cfg = cfg
+        self.eval_cfg = evaluation
+        self.seed = seed
         self.input_format = input_format
 
     @property
@@ -63,7 +69,8 @@ class ActionDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def model_arguments(self) -> dict[str, Any]:
-        """Constructor arguments the data implies (classes, input size, channels, ...)."""
+        """Constructor arguments the data implies (classes, input size, channels, ...); a model
+        takes the ones its spec declares (:meth:`lightact.models.registry.ModelEntry.data_arguments`)."""
         raise NotImplementedError
 
     def dataset(self, split: str, train: bool, views: int = 1) -> Dataset:
@@ -110,6 +117,16 @@ class ActionDataModule(L.LightningDataModule):
 
 
 def build_datamodule(cfg: ExperimentConfig, input_format: str) -> ActionDataModule:
-    """The data module for ``cfg.data.kind``."""
-    module_name, _, class_name = DATA_MODULES[cfg.data.kind].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)(cfg, input_format)
+    """The data module for ``cfg.data.kind``, its arguments read from the experiment config."""
+    kind = cfg.data.kind
+    module_name, _, class_name = DATA_MODULES[kind].partition(":")
+    extra: dict[str, Any] = {}
+    if kind == "video":
+        extra["label_smoothing"] = cfg.optim.label_smoothing  # mixup and cutmix targets carry it
+    elif kind == "image":
+        cached = cfg.distill is not None and cfg.distill.cache == "cached"
+        extra["cache_views"] = cfg.distill.cache_views if cached else 0
+    elif kind == "longvideo":
+        extra["progress"] = cfg.trainer.progress_bar  # rendering and extracting the embedded set
+    data_module = getattr(importlib.import_module(module_name), class_name)
+    return data_module(cfg.data, cfg.eval, input_format, seed=cfg.seed, **extra)

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from lightact.config import DistillConfig, OptimConfig
 from lightact.data.batch import Batch
 from lightact.engine.module import ClassificationModule
+from lightact.utils import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,9 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
     data's number of classes; then every tensor must fit. A random teacher teaches nothing, so
     missing weights are an error.
     """
-    from lightact.engine.checkpoint import WEIGHTS_FILE, load_model, read_meta, read_state_dict
-    from lightact.engine.image_data import takes_img_size
-    from lightact.models.registry import create_model
+    from lightact.engine.checkpoint import load_model, read_meta
+    from lightact.models.registry import create_model, model_entry
+    from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 
     path = distill.teacher_weights
     if path is None:
@@ -161,20 +162,13 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
         _check_teacher_classes(meta.get("classes"), data.class_names, file)
         teacher, _ = load_model(file)
     else:
-        kwargs: dict[str, Any] = {"num_classes": data.num_classes}
-        img_size = getattr(getattr(data, "cfg", None), "img_size", None)
-        if img_size is not None and takes_img_size(distill.teacher, img_size):
-            kwargs["img_size"] = img_size
+        kwargs = model_entry(distill.teacher).data_arguments(data.model_arguments())
         teacher = create_model(distill.teacher, **{**kwargs, **distill.teacher_kwargs})
-        state = read_state_dict(file)
-        prefixes = ("model.", "module.")
-        state = {next((k[len(p) :] for p in prefixes if k.startswith(p)), k): v for k, v in state.items()}
         try:
-            teacher.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ValueError(
-                f"{file} does not fit teacher {distill.teacher}: {str(err).splitlines()[1:3]}"
-            ) from None
+            # A teacher's classifier is what it teaches: it must come from the file too.
+            load_pretrained(teacher, file, head_may_differ=False, model_name=distill.teacher)
+        except ValueError as err:
+            raise ValueError(f"{file} does not fit teacher {distill.teacher}: {err}") from None
     return freeze(teacher)
 
 
@@ -228,10 +222,7 @@ def compute_teacher_logits(
 
 def save_teacher_cache(path: Path, logits: Tensor, fingerprint: dict[str, Any], keys: list[str]) -> None:
     """``logits[sample, view]`` plus what they are valid for; ``keys`` names the samples' rows."""
-    from lightact.engine.checkpoint import atomic_write
-
     meta = {_CACHE_META_KEY: json.dumps({"fingerprint": fingerprint, "keys": keys})}
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file({"logits": logits.contiguous()}, tmp, metadata=meta))
 
 

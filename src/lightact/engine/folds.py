@@ -24,7 +24,7 @@ import lightning as L
 import numpy as np
 
 from lightact.config import ExperimentConfig, build_config
-from lightact.engine.checkpoint import atomic_write  # moving to lightact.utils (issue 13)
+from lightact.utils import atomic_write
 
 SUMMARY_FILE = "folds_summary.json"
 SUMMARY_CSV = "folds_summary.csv"

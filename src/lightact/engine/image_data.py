@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import typing
 from functools import cached_property
 from typing import Any
 
-import torch
-
-from lightact.config import ExperimentConfig, ImageDataConfig
+from lightact.config import EvalConfig, ImageDataConfig
 from lightact.data.image.dataset import FixedViews, ImageBatch, ImageDataset, collate_images
 from lightact.data.image.sources import (
     ImageSamples,
@@ -21,26 +18,6 @@ from lightact.data.image.sources import (
 )
 from lightact.data.image.transforms import MAX_TEST_VIEWS, ImageTransformSpec
 from lightact.engine.datamodule import ActionDataModule
-
-
-def takes_img_size(model_name: str, img_size: int) -> bool:
-    """Whether the model's constructor has an ``img_size`` argument (ViT, Swin, MViT do; ConvNeXt,
-    PVT-v2 do not). timm builders take ``**kwargs``, so the model is built on the meta device
-    (no memory, no weights) to find out."""
-    from lightact.models.registry import model_entry
-
-    entry = model_entry(model_name)
-    if not entry.external:
-        model_class = typing.get_type_hints(entry.factory).get("return")
-        return model_class is not None and "img_size" in model_class.__init__.__code__.co_varnames
-    try:
-        with torch.device("meta"):
-            entry.factory(num_classes=2, img_size=img_size)
-    except TypeError as err:
-        if "img_size" in str(err):
-            return False
-        raise
-    return True
 
 
 def spec_from_config(cfg: ImageDataConfig) -> ImageTransformSpec:
@@ -58,17 +35,21 @@ def spec_from_config(cfg: ImageDataConfig) -> ImageTransformSpec:
 class ImageDataModule(ActionDataModule):
     """Stanford 40 (official split), a class-per-folder tree, or the embedded synthetic set.
 
-    With ``distill.cache: cached`` the training set serves ``distill.cache_views`` fixed augmented
-    views per image (see :class:`ImageDataset`), and :meth:`teacher_views` lists them all for the
-    teacher-logit cache.
+    With ``cache_views > 0`` (distillation with ``distill.cache: cached``) the training set serves
+    that many fixed augmented views per image (see :class:`ImageDataset`), and :meth:`teacher_views`
+    lists them all for the teacher-logit cache.
     """
 
     cfg: ImageDataConfig
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
-        super().__init__(cfg, input_format)
-        self.spec = spec_from_config(self.cfg)
+    def __init__(
+        self, cfg: ImageDataConfig, evaluation: EvalConfig, input_format: str, seed: int = 0, *,
+        cache_views: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(cfg, evaluation, input_format, seed)
+        self.spec = spec_from_config(cfg)
         self._samples: dict[str, ImageSamples] = {}
+        self.cache_views = cache_views
 
     def samples(self, split: str) -> ImageSamples:
         """The images of a named split (``train``, ``test``, ...), read once."""
@@ -97,10 +78,8 @@ class ImageDataModule(ActionDataModule):
         return list(self.samples(self.cfg.train_split).classes)
 
     def model_arguments(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"num_classes": self.num_classes}
-        if takes_img_size(self.experiment.model.name, self.cfg.img_size):
-            args["img_size"] = self.cfg.img_size
-        return args
+        # Models built for an input size (ViT, Swin, MViT) take img_size; ConvNeXt, PVT-v2 do not.
+        return {"num_classes": self.num_classes, "img_size": self.cfg.img_size}
 
     @property
     def test_views(self) -> int:
@@ -108,11 +87,6 @@ class ImageDataModule(ActionDataModule):
         if views > MAX_TEST_VIEWS:
             raise ValueError(f"eval.num_crops={views}: images have at most {MAX_TEST_VIEWS} test crops")
         return views
-
-    @property
-    def cache_views(self) -> int:
-        distill = self.experiment.distill
-        return distill.cache_views if distill is not None and distill.cache == "cached" else 0
 
     def dataset(self, split: str, train: bool, views: int = 1) -> ImageDataset:
         samples = self.samples(self._split_name(split))

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lightact.config import ExperimentConfig, LongVideoDataConfig
+from lightact.config import EvalConfig, LongVideoDataConfig
 from lightact.data.batch import Batch
 from lightact.data.longvideo.dataset import FeatureDataset, LongVideoRow, collate_features, read_lvu_csv
 from lightact.data.longvideo.store import SETTINGS_FILE, FeatureStoreError
@@ -18,29 +18,11 @@ from lightact.engine.datamodule import ActionDataModule
 __all__ = ["LongVideoDataModule", "prepare_synthetic_longvideo"]
 
 
-def extraction_settings(cfg: LongVideoDataConfig):
-    from lightact.data.longvideo.extract import ExtractionSettings
-
-    e = cfg.extraction
-    return ExtractionSettings(
-        frame_encoder=e.frame_encoder,
-        frame_weights=None if e.frame_weights is None else str(e.frame_weights),
-        frame_size=e.frame_size,
-        fps=e.fps,
-        clip_encoder=e.clip_encoder,
-        clip_weights=None if e.clip_weights is None else str(e.clip_weights),
-        clip_size=e.clip_size,
-        clip_len=e.clip_len,
-        clip_fps=e.clip_fps,
-        clip_stride=e.clip_stride,
-    )
-
-
 def prepare_synthetic_longvideo(cfg: LongVideoDataConfig, progress: bool = False) -> Path:
     """Render the embedded videos and extract their features under ``cfg.synth.root`` (both steps
     skip what is already there); returns the root, holding ``features/``, ``train.csv``, ``val.csv``."""
-    from lightact.data.longvideo.extract import extract_features
     from lightact.data.synthetic.longvideo import SynthLongVideoSpec, generate_longvideo_dataset
+    from lightact.features.extract import extract_features
 
     s = cfg.synth
     spec = SynthLongVideoSpec(
@@ -50,7 +32,7 @@ def prepare_synthetic_longvideo(cfg: LongVideoDataConfig, progress: bool = False
     summary = extract_features(
         [s.root / "videos"],
         s.root / "features",
-        extraction_settings(cfg),
+        cfg.extraction,
         rank=0,
         world_size=1,
         progress=progress,
@@ -66,14 +48,29 @@ class LongVideoDataModule(ActionDataModule):
     Classification labels are class indices; regression labels are numbers (one target per video),
     whose training mean and standard deviation go to the model (``target_mean`` / ``target_std``)
     so its head starts at the right scale. A test sample is one whole video (one view).
+
+    Without a store, :meth:`prepare_data` renders the embedded videos and extracts their features
+    (``progress`` shows bars meanwhile); both steps skip what an earlier run left.
     """
 
     cfg: LongVideoDataConfig
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
-        super().__init__(cfg, input_format)
+    def __init__(
+        self, cfg: LongVideoDataConfig, evaluation: EvalConfig, input_format: str, seed: int = 0, *,
+        progress: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__(cfg, evaluation, input_format, seed)
         if input_format != "features":
             raise ValueError(f"long-video data feeds models that take cached features, not {input_format!r}")
+        self.progress = progress
+        self._prepared = False
+
+    def prepare_data(self) -> None:
+        # Called before the model is built (its feature widths come from the store) and again by
+        # the trainer: the second call has nothing to do.
+        if self.cfg.store is None and not self._prepared:
+            prepare_synthetic_longvideo(self.cfg, progress=self.progress)
+        self._prepared = True
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -86,10 +83,12 @@ class LongVideoDataModule(ActionDataModule):
 
     @cached_property
     def sources(self) -> dict[str, Any]:
-        """Store folder and CSV per split; renders and extracts the embedded set on first use."""
+        """Store folder and CSV per split (the embedded set's once :meth:`prepare_data` made it)."""
         cfg = self.cfg
         if cfg.store is None:
-            root = prepare_synthetic_longvideo(cfg, progress=self.experiment.trainer.progress_bar)
+            if not self._prepared:
+                raise FeatureStoreError("the embedded long-video set is read before prepare_data() made it")
+            root = cfg.synth.root
             store, csvs = root / "features", {"train": root / "train.csv", "val": root / "val.csv"}
             classes: list[str] | Path | None = cfg.classes or root / "classes.txt"
         else:
@@ -169,5 +168,5 @@ class LongVideoDataModule(ActionDataModule):
         settings_file = self.sources["store"] / SETTINGS_FILE
         settings = json.loads(settings_file.read_text()) if settings_file.is_file() else None
         if settings is None:
-            settings = extraction_settings(self.cfg).to_dict()
+            settings = self.cfg.extraction.to_dict()
         return {"extraction": settings, "task": self.task}

@@ -14,7 +14,7 @@ from torchmetrics import MeanSquaredError
 
 from lightact.config import OptimConfig
 from lightact.data.batch import Batch
-from lightact.engine.module import ClassificationModule
+from lightact.engine.module import ActionModule
 
 __all__ = ["RegressionModule", "regression_metrics", "write_regression_reports"]
 
@@ -25,22 +25,19 @@ def _as_matrix(x: Tensor) -> Tensor:
     return x[:, None] if x.dim() == 1 else x
 
 
-class RegressionModule(ClassificationModule):
+class RegressionModule(ActionModule):
     """Trains ``model(*batch.inputs) -> [B, K]`` against float targets ``[B]`` or ``[B, K]``.
 
-    Shares the optimiser and schedule of :class:`ClassificationModule`. ``loss`` is ``"mse"`` or
-    ``"l1"`` (more robust to outliers such as viral view counts); the metric that picks the best
-    checkpoint is validation MSE, lower is better.
+    ``loss`` is ``"mse"`` or ``"l1"`` (more robust to outliers such as viral view counts); the
+    metric that picks the best checkpoint is validation MSE, lower is better.
     """
 
     monitor = ("val/mse", "min")
 
     def __init__(self, model: nn.Module, num_outputs: int, optim: OptimConfig, loss: str = "mse") -> None:
-        super(ClassificationModule, self).__init__()  # no accuracy metrics: skip the parent's __init__
         if loss not in ("mse", "l1"):
             raise ValueError(f"regression loss must be 'mse' or 'l1', got {loss!r}")
-        self.model = model
-        self.optim = optim
+        super().__init__(model, optim)
         self.num_outputs = num_outputs
         self.loss_name = loss
         # Mean over every output of every sample: one number to log and to pick the best checkpoint by.
@@ -61,22 +58,14 @@ class RegressionModule(ClassificationModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         preds, targets = self._outputs(batch)
         loss = self.training_loss(preds, batch)
-        size = len(batch)
         self.train_mse(preds.flatten(), targets.flatten())
-        self.log(
-            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True
-        )
-        self.log("train/mse", self.train_mse, on_step=False, on_epoch=True, batch_size=size)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=size)
+        self.log_epoch("train", loss, "mse", self.train_mse, len(batch))
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         preds, targets = self._outputs(batch)
-        size = len(batch)
-        loss = self.training_loss(preds, batch)
         self.val_mse(preds.flatten(), targets.flatten())
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
-        self.log("val/mse", self.val_mse, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_epoch("val", self.training_loss(preds, batch), "mse", self.val_mse, len(batch))
 
 
 def regression_metrics(preds: Tensor, targets: Tensor, names: list[str]) -> dict[str, Any]:

@@ -88,6 +88,3 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path, ti
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-# --- image (issue 6): top-1 and mAP, per-class AP ---

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from lightact.config import ExperimentConfig, SkeletonDataConfig
+from lightact.config import EvalConfig, SkeletonDataConfig
 from lightact.data.batch import Batch
 from lightact.data.skeleton.batching import collate_packed, make_collate_padded
 from lightact.data.skeleton.dataset import SkeletonDataset, SplitError, hold_out, load_split
@@ -32,8 +32,10 @@ def load_skeleton_source(cfg: SkeletonDataConfig) -> dict:
 class SkeletonDataModule(ActionDataModule):
     cfg: SkeletonDataConfig
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
-        super().__init__(cfg, input_format)
+    def __init__(
+        self, cfg: SkeletonDataConfig, evaluation: EvalConfig, input_format: str, seed: int = 0
+    ) -> None:
+        super().__init__(cfg, evaluation, input_format, seed)
         self._collate = (
             collate_packed if input_format == "packed" else make_collate_padded(self.cfg.max_frames)
         )
@@ -108,6 +110,15 @@ class SkeletonDataModule(ActionDataModule):
             return kept if split == "train" else held_out
         name = {"train": cfg.train_split, "val": cfg.val_split}.get(split, cfg.test_split or cfg.val_split)
         return load_split(self.source, name)[0]
+
+    def inference_meta(self) -> dict[str, Any]:
+        """The test pipeline a predictor rebuilds: the test transforms, ``eval.clip_len``
+        resampling and the ``max_frames`` a padded model takes."""
+        return {
+            "test_transforms": list(self.cfg.test_transforms),
+            "clip_len": self.eval_cfg.clip_len,
+            "max_frames": self.cfg.max_frames,
+        }
 
     def dataset(self, split: str, train: bool, views: int = 1) -> SkeletonDataset:
         annotations = self._annotations(split)

@@ -15,24 +15,18 @@ from torch import nn
 from lightact.config import CONFIG_FILE_NAME, ExperimentConfig, dump_config
 from lightact.data.skeleton.layouts import Layout
 from lightact.engine.callbacks import EpochCSVLogger, RNGState
-from lightact.engine.checkpoint import (
-    WEIGHTS_FILE,
-    AtomicCheckpointIO,
-    layout_to_dict,
-    load_model,
-    load_pretrained,
-    save_weights,
-)
+from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weights
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
-from lightact.engine.module import ClassificationModule
+from lightact.engine.module import ActionModule, ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports
 from lightact.models.registry import create_model, model_entry
+from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 from lightact.utils import available_cores
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
-def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ClassificationModule:
+def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ActionModule:
     """The training module: distillation when the config has a teacher, regression when the data's
     targets are numbers, plain classification otherwise."""
     if cfg.distill is not None:
@@ -47,8 +41,14 @@ def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule
     return ClassificationModule(model, data.num_classes, cfg.optim)
 
 
+def model_arguments(cfg: ExperimentConfig, data: ActionDataModule) -> dict[str, Any]:
+    """The model's constructor arguments: those it takes from what the data implies (classes, input
+    size, channels, ...), then the config's ``model`` keys."""
+    return {**model_entry(cfg.model.name).data_arguments(data.model_arguments()), **cfg.model.kwargs}
+
+
 def _json_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: layout_to_dict(v) if isinstance(v, Layout) else v for k, v in kwargs.items()}
+    return {k: v.to_dict() if isinstance(v, Layout) else v for k, v in kwargs.items()}
 
 
 def _precision(cfg: ExperimentConfig) -> str:
@@ -141,14 +141,21 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
         )
     data = build_datamodule(cfg, entry.input_format)
     data.check_splits()
-    kwargs = {**data.model_arguments(), **cfg.model.kwargs}
+    data.prepare_data()  # the model's arguments may come from the data (classes, feature widths)
+    kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
-        skipped = load_pretrained(model, cfg.model.weights)
-        if skipped["missing"] or skipped["shape_mismatch"]:
+        report = load_pretrained(
+            model,
+            cfg.model.weights,
+            strict=cfg.model.weights_strict,
+            entry=cfg.model.weights_entry,
+            model_name=cfg.model.name,
+        )
+        if report.problems:  # only when model.weights_strict is false: loaded anyway
             warnings.warn(
-                f"{cfg.model.weights}: {len(skipped['missing'])} tensors start from random values "
-                f"(e.g. {(skipped['shape_mismatch'] or skipped['missing'])[:3]})",
+                f"{report.file.path}: loaded with model.weights_strict false; "
+                f"{'; '.join(report.problem_lines())}",
                 stacklevel=2,
             )
     module = build_module(cfg, model, data)
@@ -217,7 +224,9 @@ def evaluate(
         raise ValueError(
             f"checkpoint {checkpoint} holds model {meta['model']}, the config asks for {cfg.model.name}"
         )
-    data = data or build_datamodule(cfg, meta["input_format"])
+    if data is None:
+        data = build_datamodule(cfg, meta["input_format"])
+        data.prepare_data()
     if data.class_names != meta["classes"]:
         raise ValueError(f"checkpoint {checkpoint} was trained on other classes than this config's data")
     loader = data.test_dataloader()

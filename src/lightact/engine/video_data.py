@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightact.config import ExperimentConfig, VideoDataConfig
+from lightact.config import EvalConfig, VideoDataConfig
 from lightact.data.video.datasets import ClipBatch, VideoClipDataset, VideoRecord, load_records
 from lightact.data.video.transforms import MixupCutmix, flip_label_map, normalize
 from lightact.engine.datamodule import ActionDataModule
@@ -21,12 +21,17 @@ class VideoDataModule(ActionDataModule):
 
     Undecodable videos are counted: ``skipped_videos`` (a dict ``stage -> count``) and, in training,
     ``data/skipped_videos`` (running total) among the values the epoch log (epochs.csv) writes.
+    ``label_smoothing`` goes into the soft targets of mixup and cutmix.
     """
 
     cfg: VideoDataConfig
 
-    def __init__(self, cfg: ExperimentConfig, input_format: str) -> None:
-        super().__init__(cfg, input_format)
+    def __init__(
+        self, cfg: VideoDataConfig, evaluation: EvalConfig, input_format: str, seed: int = 0, *,
+        label_smoothing: float = 0.0,
+    ) -> None:  # fmt: skip
+        super().__init__(cfg, evaluation, input_format, seed)
+        self.label_smoothing = label_smoothing
         if input_format != "clip":
             raise ValueError(f"video data feeds clip models; this model takes {input_format!r} input")
         self.skipped_videos: dict[str, int] = {}  # stage -> undecodable videos met so far
@@ -41,7 +46,7 @@ class VideoDataModule(ActionDataModule):
             self.cfg.cutmix_alpha,
             self.cfg.mixup_prob,
             self.cfg.mixup_switch_prob,
-            self.experiment.optim.label_smoothing,
+            self.label_smoothing,
         )
 
     # --- annotations

@@ -8,7 +8,7 @@ from lightact.export.onnx import (
     export_onnx,
     ort_session,
 )
-from lightact.export.targets import ExportError, ExportTarget, NotExportable, export_target
+from lightact.models.spec import ExportError, ExportTarget, NotExportable
 
 __all__ = [
     "ExportError",
@@ -19,6 +19,5 @@ __all__ = [
     "check_all_models",
     "export_model",
     "export_onnx",
-    "export_target",
     "ort_session",
 ]

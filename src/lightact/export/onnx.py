@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightact.export.targets import ExportError, ExportTarget, NotExportable, export_target
+from lightact.models.spec import ExportError, ExportTarget, NotExportable
 
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
@@ -255,25 +255,26 @@ def export_target_onnx(
         verify_inputs=[other],
         tolerance=tolerance,
         opset=opset,
+        input_name=target.input_name,
+        output_name=target.output_name,
         note=target.note,
     )
 
 
 def load_source(source: str) -> tuple[nn.Module, dict]:
-    """A registered model name (random weights, seed 0) or a checkpoint (work dir / .safetensors)."""
-    from lightact.models.registry import _REGISTRY, create_model, model_entry
+    """A registered model name (random weights, seed 0) or a checkpoint (work dir / .safetensors);
+    ``meta["model"]`` is the registered name either way."""
+    from lightact.models.registry import create_model, model_entry
 
     path = Path(source)
     if path.exists():
         from lightact.engine.checkpoint import load_model
 
         model, meta = load_model(path)
-        entry = _REGISTRY.get(meta.get("model", ""))
-        meta = {**meta, "modality": entry.modality if entry else None, "source": str(path)}
-        return model.eval(), meta
-    entry = model_entry(source)  # KeyError with the list of names when unknown
+        return model.eval(), {**meta, "source": str(path)}
+    model_entry(source)  # KeyError with the list of names when unknown
     torch.manual_seed(0)
-    return create_model(source).eval(), {"model": source, "modality": entry.modality, "source": source}
+    return create_model(source).eval(), {"model": source, "source": source}
 
 
 def export_model(
@@ -285,8 +286,10 @@ def export_model(
 ) -> ExportResult:
     """Export a registered model or a checkpoint to ONNX, verify it, and write ``<out>.json`` beside it
     (input layout, dynamic axes, parity figures, class names when the checkpoint has them)."""
+    from lightact.models.registry import model_entry
+
     model, meta = load_source(source)
-    target = export_target(model, meta.get("modality"))
+    target = model_entry(meta["model"]).export_target(model)
     names = parse_dynamic(dynamic, target)
     if out is None:
         src = Path(source)
@@ -296,11 +299,11 @@ def export_model(
         "model": meta.get("model"),
         "source": meta.get("source"),
         "input": {
-            "name": "x",
+            "name": target.input_name,
             "shape": list(target.canonical),
             "dynamic": {str(d): n for d, n in target.axes.items() if n in names},
         },
-        "output": "logits",
+        "output": target.output_name,
         "classes": meta.get("classes") or meta.get("class_names"),
         "torch": torch.__version__,
     }

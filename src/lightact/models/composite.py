@@ -17,48 +17,14 @@ transformer blocks run over the ``T + 1`` tokens. Backbones start from random we
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightact.models.layers import SelfAttentionBlock, sinusoidal_code
 from lightact.models.registry import register_model
-
-
-def frame_position_code(frames: Tensor, dim: int) -> Tensor:
-    """Sinusoidal code ``[T, dim]`` of the frame indices ``frames`` (a float vector 0..T-1)."""
-    half = dim // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=frames.device) / half)
-    angle = frames[:, None] * freq[None]
-    return torch.cat([angle.sin(), angle.cos()], dim=-1)
-
-
-class TemporalBlock(nn.Module):
-    """Pre-norm transformer block over a sequence of frame tokens ``[N, L, C]``."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, length, dim = x.shape
-        qkv = self.qkv(self.norm1(x)).view(n, length, 3, self.heads, dim // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, L, d] each
-        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, dim)
-        x = x + self.drop(self.proj(attended))
-        return x + self.drop(self.mlp(self.norm2(x)))
+from lightact.models.spec import CLIP_INPUT, COMPOSITE, ExportTarget, ModelSpec, clip_export
 
 
 class CompositeVideoTransformer(nn.Module):
@@ -84,7 +50,7 @@ class CompositeVideoTransformer(nn.Module):
         self.proj = nn.Linear(features, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.blocks = nn.ModuleList(TemporalBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(SelfAttentionBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
@@ -94,18 +60,30 @@ class CompositeVideoTransformer(nn.Module):
         n, c, t, h, w = x.shape
         frames = x.transpose(1, 2).reshape(n * t, c, h, w)
         tokens = self.proj(self.backbone(frames)).view(n, t, -1)  # [N, T, dim]
-        index = torch.arange(t, device=x.device, dtype=tokens.dtype)
-        tokens = tokens + frame_position_code(index, tokens.shape[-1])
+        tokens = tokens + sinusoidal_code(torch.arange(t, device=x.device), tokens.shape[-1])
         z = torch.cat([self.cls_token.expand(n, -1, -1), tokens], dim=1)
         for block in self.blocks:
             z = block(z)
         return self.head(self.norm(z[:, 0]))
 
 
+# ----------------------------------------------------------------------------- spec and variants
+
+
+def _export_target(model: CompositeVideoTransformer) -> ExportTarget:
+    # Frames fold into the CNN's batch and each becomes a token: any clip length works.
+    return replace(clip_export(model), note="video clip x [N, 3, T, H, W]")
+
+
+_SPEC = ModelSpec(
+    modality="video", input_format="clip", data_args=("num_classes",),  # any clip length and frame size
+    example_input=CLIP_INPUT, export=_export_target, efficiency_class=COMPOSITE,
+)  # fmt: skip
+
+
 @register_model(
     "composite_mnv3s",
-    modality="video",
-    input_format="clip",
+    _SPEC,
     description="Composite: MobileNetV3-Small per frame + 2-block temporal transformer",
 )
 def composite_mnv3s(**kwargs) -> CompositeVideoTransformer:
@@ -113,10 +91,7 @@ def composite_mnv3s(**kwargs) -> CompositeVideoTransformer:
 
 
 @register_model(
-    "composite_r18",
-    modality="video",
-    input_format="clip",
-    description="Composite: ResNet-18 per frame + 2-block temporal transformer",
+    "composite_r18", _SPEC, description="Composite: ResNet-18 per frame + 2-block temporal transformer"
 )
 def composite_r18(**kwargs) -> CompositeVideoTransformer:
     return CompositeVideoTransformer(**{"backbone": "resnet18", "dim": 384, "heads": 6, **kwargs})

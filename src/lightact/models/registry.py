@@ -1,43 +1,121 @@
-"""Model registry: each family file registers its variants by name (timm style)."""
+"""Model registry: each family file registers its variants by name with their spec (timm style).
+
+A variant is a factory ``f(**kwargs) -> Model`` whose return annotation names the model class: its
+constructor's arguments (``accepts``) and their types are read once, when the variant registers.
+``timm/<name>`` and ``tv/<name>`` resolve to models of those libraries, described the same way.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+import inspect
+import sys
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import cache, partial
+from types import MappingProxyType
+from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
+
+from lightact.models.spec import (
+    CLIP_INPUT,
+    IMAGE_INPUT,
+    ExportTarget,
+    ModelSpec,
+    clip_export,
+    image_export,
+)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     factory: Callable[..., nn.Module]
-    modality: str  # "skeleton", "video", "image" or "longvideo"
-    input_format: str  # how the data module must collate: "packed"/"padded" skeletons, "clip", "image", ...
+    spec: ModelSpec
     description: str
+    # Constructor arguments in signature order; None when an external model's class is unknown.
+    accepts: tuple[str, ...] | None
+    hints: Mapping[str, Any]  # constructor argument -> type annotation (lightact models)
     external: bool = False  # built by timm or torchvision from a ``timm/`` or ``tv/`` name
+
+    @property
+    def modality(self) -> str:
+        return self.spec.modality
+
+    @property
+    def input_format(self) -> str:
+        return self.spec.input_format
+
+    def takes(self, argument: str) -> bool:
+        """Whether the constructor takes ``argument`` (assumed so when its class is unknown)."""
+        return self.accepts is None or argument in self.accepts
+
+    def data_arguments(self, offered: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments this model takes from what a data module ``offered``."""
+        return {k: offered[k] for k in self.spec.data_args if k in offered}
+
+    def example_input(
+        self, model: nn.Module, batch: int, shape: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, ...]:
+        return self.spec.example_input(model, batch, shape)
+
+    def export_target(self, model: nn.Module) -> ExportTarget:
+        return self.spec.export_target(model)
+
+
+def constructor_arguments(model_class: type) -> tuple[tuple[str, ...], bool]:
+    """Named constructor arguments of ``model_class`` and whether that list is complete: a
+    constructor that passes ``**kwargs`` on is followed into its base classes' constructors."""
+    names: list[str] = []
+    for klass in model_class.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [
+            p.name
+            for p in params
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return tuple(names), True
+    return tuple(names), False
+
+
+def _returned_class(factory: Callable[..., nn.Module]) -> type | None:
+    model_class = typing.get_type_hints(factory).get("return")
+    return model_class if isinstance(model_class, type) and issubclass(model_class, nn.Module) else None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, modality: str, input_format: str, description: str = ""):
-    """Decorator that registers a factory ``f(**kwargs) -> nn.Module`` under ``name``."""
+def register_model(name: str, spec: ModelSpec, *, description: str = ""):
+    """Decorator that registers a factory ``f(**kwargs) -> Model`` under ``name`` with its spec.
+    The factory's return annotation must name the model class."""
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
+        model_class = _returned_class(factory)
+        if model_class is None:
+            raise TypeError(f"model {name!r}: its factory must annotate the model class it returns")
+        accepts, _ = constructor_arguments(model_class)
+        undeclared = [a for a in spec.data_args if a not in accepts]
+        if undeclared:
+            raise TypeError(f"model {name!r}: {model_class.__name__} takes no {', '.join(undeclared)}")
+        hints = MappingProxyType(typing.get_type_hints(model_class.__init__))
         doc = description or (factory.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = ModelEntry(name, factory, modality, input_format, doc)
+        _REGISTRY[name] = ModelEntry(name, factory, spec, doc, accepts, hints)
         return factory
 
     return wrap
 
 
 # lightact's model families; importing one runs its @register_model decorators.
-_FAMILIES = ("composite", "star", "stgcn", "tps", "stan")
+_FAMILIES = ("clip3d", "composite", "star", "stgcn", "tps", "stan")
 
 
 def _load_families() -> None:
@@ -54,11 +132,39 @@ def _timm_model(name: str, **kwargs) -> nn.Module:
 def _torchvision_video_model(name: str, **kwargs) -> nn.Module:
     from torchvision.models import video
 
-    kwargs.pop("num_frames", None)  # the data module's argument; these models take any length
-    kwargs.pop("img_size", None)
     return getattr(video, name)(weights=None, **kwargs)
 
 
+def _timm_class(entrypoint: Callable[..., nn.Module]) -> type | None:
+    """The class a timm entry point builds: its return annotation, or the one model class its module
+    exports (a few entry points are not annotated)."""
+    model_class = _returned_class(entrypoint)
+    if model_class is not None:
+        return model_class
+    module = sys.modules[entrypoint.__module__]
+    exported = [getattr(module, n, None) for n in getattr(module, "__all__", ())]
+    classes = [c for c in exported if isinstance(c, type) and issubclass(c, nn.Module)]
+    return classes[0] if len(classes) == 1 else None
+
+
+# What image and clip data offer that external models may take, besides the number of classes.
+_IMAGE_SPEC = ModelSpec("image", "image", ("num_classes", "img_size"), IMAGE_INPUT, image_export)
+_CLIP_SPEC = ModelSpec("video", "clip", ("num_classes", "num_frames", "img_size"), CLIP_INPUT, clip_export)
+
+
+def _external(
+    name: str, factory: Callable[..., nn.Module], model_class: type | None, spec: ModelSpec, what: str
+):
+    accepts = constructor_arguments(model_class)[0] if model_class is not None else None
+    # The number of classes always reaches the model (timm's and torchvision's builders pass it on).
+    data_args = tuple(
+        a for a in spec.data_args if a == "num_classes" or (accepts is not None and a in accepts)
+    )
+    spec = replace(spec, data_args=data_args)
+    return ModelEntry(name, factory, spec, what, accepts, MappingProxyType({}), external=True)
+
+
+@cache
 def _external_entry(name: str) -> ModelEntry | None:
     """``timm/<name>`` (images) and ``tv/<name>`` (torchvision video models), random weights."""
     prefix, _, model = name.partition("/")
@@ -67,15 +173,16 @@ def _external_entry(name: str) -> ModelEntry | None:
 
         if not timm.is_model(model):
             raise KeyError(f"timm has no model {model!r}")
-        factory = partial(_timm_model, model)
-        return ModelEntry(name, factory, "image", "image", f"timm {model}", external=True)
+        model_class = _timm_class(timm.models.model_entrypoint(model))
+        return _external(name, partial(_timm_model, model), model_class, _IMAGE_SPEC, f"timm {model}")
     if prefix == "tv":
         from torchvision.models import video
 
-        if not callable(getattr(video, model, None)) or model.startswith("_"):
+        builder = getattr(video, model, None)
+        if not callable(builder) or model.startswith("_"):
             raise KeyError(f"torchvision.models.video has no model {model!r}")
         factory = partial(_torchvision_video_model, model)
-        return ModelEntry(name, factory, "video", "clip", f"torchvision {model}", external=True)
+        return _external(name, factory, _returned_class(builder), _CLIP_SPEC, f"torchvision {model}")
     return None
 
 
@@ -98,3 +205,15 @@ def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model (or ``timm/<name>``, ``tv/<name>``) with random weights.
     Keyword arguments go to its constructor."""
     return model_entry(name).factory(**kwargs)
+
+
+# Weights saved before data modules passed only what a model takes record these for every video
+# model, also those that ignored them (torchvision's, clip3d_tiny).
+_FORMER_VIDEO_ARGUMENTS = ("num_frames", "img_size")
+
+
+def rebuild_model(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Build a saved model from its recorded constructor arguments (random weights)."""
+    entry = model_entry(name)
+    kwargs = {k: v for k, v in kwargs.items() if k not in _FORMER_VIDEO_ARGUMENTS or entry.takes(k)}
+    return entry.factory(**kwargs)

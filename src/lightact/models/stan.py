@@ -33,13 +33,16 @@ predicts in the target's units from the first step on.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightact.models.layers import CrossAttentionBlock
 from lightact.models.registry import register_model
+from lightact.models.spec import COMPOSITE, LINEAR, ExampleInput, ModelSpec, random_input
 
 __all__ = ["STAN", "MeanPoolLinear", "PaddedIndex", "SingleStreamTransformer", "time_code"]
 
@@ -158,35 +161,9 @@ class MaskedAttention(nn.Module):
         return self.out(x_index.unpad(out.transpose(1, 2).flatten(2)))
 
 
-class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, ratio: int, dropout: float) -> None:
-        super().__init__(
-            nn.Linear(dim, dim * ratio), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * ratio, dim)
-        )
-
-
-class Block(nn.Module):
-    """Pre-norm transformer layer: ``x += attn(LN x, LN context); x += FFN(LN x)``.
-
-    Self attention when ``context`` is ``x`` itself, cross attention otherwise.
-    """
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float, time_bias: bool = True) -> None:
-        super().__init__()
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
-        self.attention = MaskedAttention(dim, heads, dropout, time_bias)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = FeedForward(dim, mlp_ratio, dropout)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(
-        self, x: Tensor, index: PaddedIndex, context: Tensor | None = None, c_index: PaddedIndex | None = None
-    ) -> Tensor:
-        q = self.norm_q(x)
-        kv = q if context is None else self.norm_kv(context)
-        x = x + self.drop(self.attention(q, index, kv, index if c_index is None else c_index))
-        return x + self.drop(self.ffn(self.norm_ffn(x)))
+def _block(dim: int, heads: int, mlp_ratio: int, dropout: float, time_bias: bool) -> CrossAttentionBlock:
+    """One pre-norm layer over packed tokens (self or cross attention, see :class:`CrossAttentionBlock`)."""
+    return CrossAttentionBlock(dim, MaskedAttention(dim, heads, dropout, time_bias), dim * mlp_ratio, dropout)
 
 
 def _check_stream(name: str, features: Tensor, times: Tensor, lengths: Tensor, dim: int) -> None:
@@ -311,7 +288,7 @@ class STAN(nn.Module):
         self.temporal_embed = _StreamEmbed(clip_dim, dim)
 
         def blocks(n: int) -> nn.ModuleList:
-            return nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(n))
+            return nn.ModuleList(_block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(n))
 
         self.static_blocks, self.temporal_blocks = blocks(depth), blocks(depth)
         self.static_cross, self.temporal_cross = blocks(cross_depth), blocks(cross_depth)
@@ -421,7 +398,7 @@ class SingleStreamTransformer(nn.Module):
         self.cls = nn.Parameter(torch.zeros(dim))
         nn.init.trunc_normal_(self.stream_embed, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(depth))
+        self.blocks = nn.ModuleList(_block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(depth))
         self.head = _Head(dim, num_classes, task, head_dropout, target_mean, target_std)
 
     def forward(
@@ -469,11 +446,57 @@ class SingleStreamTransformer(nn.Module):
         return self.head(x[starts])
 
 
-_SIZE_NOTE = "packed variable-length batches of cached frame and clip features"
+# ----------------------------------------------------------------------------- spec and variants
+
+
+class PackedFeatures(ExampleInput):
+    """``batch`` videos of two minutes as the embedded set encodes them: 120 frame features (1 fps)
+    and 60 clip features (one clip every 2 s), packed, with their times and per-video lengths."""
+
+    frames, clips = 120, 60
+
+    def shape(self, model: nn.Module) -> tuple[int, ...]:
+        return (self.frames, model.frame_dim)
+
+    def __call__(
+        self, model: nn.Module, batch: int, shape: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, ...]:
+        if shape is not None:
+            raise ValueError("long-video models take packed features of whole videos; give no sample shape")
+        frame_times = (torch.arange(self.frames) + 0.5).repeat(batch)
+        clip_times = (2.0 * torch.arange(self.clips) + 1.0).repeat(batch)
+        return (
+            random_input((batch * self.frames, model.frame_dim)),
+            frame_times,
+            torch.full((batch,), self.frames),
+            random_input((batch * self.clips, model.clip_dim), seed=1),
+            clip_times,
+            torch.full((batch,), self.clips),
+        )
+
+    def describe(self, shape: tuple[int, ...]) -> str:
+        return f"{self.frames} frame + {self.clips} clip features per video (packed)"
+
+
+_SPEC = ModelSpec(
+    modality="longvideo",
+    input_format="features",
+    data_args=("num_classes", "frame_dim", "clip_dim", "task", "target_mean", "target_std"),
+    example_input=PackedFeatures(),
+    export=(
+        "long-video models take several packed inputs (frame and clip features with their times "
+        "and per-video lengths) and the ONNX path handles one-input models; the per-video encoders "
+        "that make those features (timm/<name>, tv/<name>, video models) do export"
+    ),
+    # Transformers over CNN features (cached by `lightact extract-features`): the study's composite design.
+    efficiency_class=COMPOSITE,
+)
 
 
 @register_model(
-    "stan", modality="longvideo", input_format="features", description=f"STAN two-stream, {_SIZE_NOTE}"
+    "stan",
+    _SPEC,
+    description="STAN two-stream, packed variable-length batches of cached frame and clip features",
 )
 def stan(**kwargs) -> STAN:
     """STAN: static + temporal transformer streams with cross-attention exchange."""
@@ -481,77 +504,14 @@ def stan(**kwargs) -> STAN:
 
 
 @register_model(
-    "meanpool_linear",
-    modality="longvideo",
-    input_format="features",
-    description="mean-pooled features + linear",
+    "meanpool_linear", replace(_SPEC, efficiency_class=LINEAR), description="mean-pooled features + linear"
 )
 def meanpool_linear(**kwargs) -> MeanPoolLinear:
     """Baseline: mean-pooled frame and clip features, one linear layer."""
     return MeanPoolLinear(**kwargs)
 
 
-@register_model(
-    "single_stream",
-    modality="longvideo",
-    input_format="features",
-    description="one transformer over both streams' tokens concatenated",
-)
+@register_model("single_stream", _SPEC, description="one transformer over both streams' tokens concatenated")
 def single_stream(**kwargs) -> SingleStreamTransformer:
     """Baseline: one transformer over the concatenated frame and clip tokens."""
     return SingleStreamTransformer(**kwargs)
-
-
-class TinyClipCNN(nn.Module):
-    """A three-layer 3D CNN for short clips, ``[B, 3, T, H, W] -> [B, num_classes]``.
-
-    The default clip encoder of the embedded long-video pipeline: cheap enough on one CPU core to
-    encode hundreds of two-minute videos. It sees the frames and their temporal differences (as
-    TSN's RGB-difference stream does), so even with random weights its filters respond to moving
-    edges, differently for different directions, which global average pooling keeps.
-    ``num_frames`` and ``img_size`` are accepted for the video data module and ignored: any clip
-    length (>= 3 frames) and size work.
-    """
-
-    def __init__(
-        self,
-        num_classes: int = 10,
-        width: int = 16,
-        num_frames: int | None = None,
-        img_size: int | None = None,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv3d(6, w, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2)),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(w, 2 * w, 3, stride=(1, 2, 2), padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(2 * w, 4 * w, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool3d(1),
-            nn.Flatten(1),
-        )
-        self.num_features = 4 * w
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
-        for module in self.modules():
-            if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        # Frames and their temporal differences (the first difference repeated so that T is kept):
-        # moving edges stand out in the differences, so even random filters respond to motion.
-        diff = x[:, :, 1:] - x[:, :, :-1]
-        diff = torch.cat([diff[:, :, :1], diff], dim=2)
-        return self.features(torch.cat([x, diff], dim=1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
-
-
-@register_model("clip3d_tiny", modality="video", input_format="clip")
-def clip3d_tiny(**kwargs) -> TinyClipCNN:
-    """Tiny 3D CNN (~40 k parameters): the long-video pipeline's default clip encoder."""
-    return TinyClipCNN(**kwargs)

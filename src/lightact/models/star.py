@@ -18,16 +18,21 @@ exported model therefore classifies one clip per call; batch clips by calling it
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from lightact.data.skeleton.layouts import Layout, get_layout
-from lightact.models.layers import SegmentedLinearAttention, SparseGraphAttention, k_hop_neighbours
-from lightact.models.layers.linear_attention import segment_lengths
-from lightact.models.layers.temporal_conv import PackedTemporalConv
+from lightact.models.layers import (
+    FeedForward,
+    PackedTemporalConv,
+    SegmentedLinearAttention,
+    SparseGraphAttention,
+    k_hop_neighbours,
+    segment_lengths,
+    sinusoidal_code,
+)
 from lightact.models.registry import register_model
+from lightact.models.spec import ATTENTION_ONLY, ExampleInput, ExportTarget, ModelSpec, random_input
 
 
 def clip_lengths(clip_ids: Tensor) -> list[int]:
@@ -38,18 +43,6 @@ def clip_lengths(clip_ids: Tensor) -> list[int]:
 def positions_in_clip(lengths: list[int], device: torch.device) -> Tensor:
     """Index of every frame within its own clip: ``[0..F_0-1, 0..F_1-1, ...]``."""
     return torch.cat([torch.arange(n, device=device) for n in lengths])
-
-
-def sinusoidal_code(positions: Tensor, dim: int) -> Tensor:
-    half = dim // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
-    angle = positions.float()[:, None] * freq[None]
-    return torch.cat([angle.sin(), angle.cos()], dim=-1)
-
-
-class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class AttentionBranch(nn.Module):
@@ -240,25 +233,70 @@ class SingleClipSTAR(nn.Module):
         return self.star.forward_clip(x)
 
 
-@register_model("star_64", modality="skeleton", input_format="packed")
+# ----------------------------------------------------------------------------- spec and variants
+
+# A canonical sample: one NTU clip of 2 persons x 100 frames, the persons concatenated along time.
+CANONICAL_FRAMES = 200
+EXPORT_NOTE = (
+    "STAR exports as SingleClipSTAR: one clip [frames, joints, 9] per call -> [1, classes]. The packed "
+    "batch reads clip lengths into Python and loops over clips, which a tracer would freeze to the "
+    "traced lengths; the single-clip form computes every per-clip quantity with tensor operations, "
+    "so the frame count stays dynamic. Batch clips by calling the session once per clip."
+)
+
+
+class PackedClips(ExampleInput):
+    """``batch`` clips of ``frames x joints x channels`` packed along time, with their clip ids."""
+
+    def shape(self, model: nn.Module) -> tuple[int, ...]:
+        return (CANONICAL_FRAMES, model.num_joints, model.in_channels)
+
+    def __call__(
+        self, model: nn.Module, batch: int, shape: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, ...]:
+        frames, joints, channels = shape or self.shape(model)
+        return random_input((batch * frames, joints, channels)), torch.arange(batch).repeat_interleave(frames)
+
+    def describe(self, shape: tuple[int, ...]) -> str:
+        return f"{super().describe(shape)} (2 persons x {shape[0] // 2} frames, packed)"
+
+
+def _export_target(model: STAR) -> ExportTarget:
+    return ExportTarget(
+        SingleClipSTAR(model).eval(),
+        canonical=(CANONICAL_FRAMES, model.num_joints, model.in_channels),
+        axes={0: "frames"},
+        alternate={"frames": 137},
+        note=EXPORT_NOTE,
+        feeds=lambda inputs: list(inputs[0].split(clip_lengths(inputs[1]))),
+    )
+
+
+_SPEC = ModelSpec(
+    modality="skeleton", input_format="packed", data_args=("num_classes", "layout", "in_channels"),
+    example_input=PackedClips(), export=_export_target, efficiency_class=ATTENTION_ONLY,
+)  # fmt: skip
+
+
+@register_model("star_64", _SPEC)
 def star_64(**kwargs) -> STAR:
     """STAR, width 64 (~0.43 M parameters on NTU-60)."""
     return STAR(**{"dim": 64, **kwargs})
 
 
-@register_model("star_128", modality="skeleton", input_format="packed")
+@register_model("star_128", _SPEC)
 def star_128(**kwargs) -> STAR:
     """STAR, width 128 (~1.26 M parameters on NTU-60)."""
     return STAR(**{"dim": 128, **kwargs})
 
 
-@register_model("star_64_paper", modality="skeleton", input_format="packed")
+@register_model("star_64_paper", _SPEC)
 def star_64_paper(**kwargs) -> STAR:
     """STAR-64 as the paper and its code have it: no joint embedding, no temporal convolution."""
     return STAR(**{"dim": 64, "joint_embedding": False, "temporal_kernel": 0, **kwargs})
 
 
-@register_model("star_128_paper", modality="skeleton", input_format="packed")
+@register_model("star_128_paper", _SPEC)
 def star_128_paper(**kwargs) -> STAR:
     """STAR-128 as the paper and its code have it: no joint embedding, no temporal convolution."""
     return STAR(**{"dim": 128, "joint_embedding": False, "temporal_kernel": 0, **kwargs})

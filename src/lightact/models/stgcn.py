@@ -18,11 +18,17 @@ follows:
   with self loops is divided by each root joint's degree (``A D^-1``), then split into the subsets,
   so the three subsets of a joint together average over its whole neighbourhood.
 * Input normalisation. Like the code, persons are folded into the batch before the data BatchNorm,
-  which therefore runs over ``V * C`` features and works for any number of persons.
+  which therefore runs over ``V * C`` features and works for any number of persons
+  (``data_bn="MVC"`` normalises ``M * V * C`` features instead, as MMAction2 and pyskl can).
 * The first unit has no dropout and no residual, as in the code.
+
+Checkpoints of the original code, MMAction2 and pyskl load through :meth:`STGCN.adapt_state_dict`;
+they carry their own graph (the ``A`` buffer), which replaces the one built here.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -30,6 +36,8 @@ from torch import Tensor, nn
 
 from lightact.data.skeleton.layouts import Layout, get_layout
 from lightact.models.registry import register_model
+from lightact.models.spec import CONVOLUTION, BatchedInput, ExportTarget, ModelSpec
+from lightact.models.weights import Conversion
 
 __all__ = ["STGCN", "STGCNBlock", "SpatialGraphConv", "spatial_partition", "stgcn"]
 
@@ -42,6 +50,7 @@ _STAGES: tuple[tuple[int, int], ...] = (
 )
 # fmt: on
 _TEMPORAL_KERNEL = 9
+DATA_BN = ("VC", "MVC", "none")
 
 
 def spatial_partition(layout: Layout) -> np.ndarray:
@@ -147,6 +156,10 @@ class STGCN(nn.Module):
         in_channels: input channels per joint (3 for xyz).
         edge_importance: learn a per-unit elementwise mask on the partition graph.
         dropout: dropout after the temporal conv of every unit but the first.
+        data_bn: input BatchNorm over ``"VC"`` features (persons folded into the batch), over
+            ``"MVC"`` features (each person slot its own statistics; clips must then hold exactly
+            ``num_person`` persons), or ``"none"``.
+        num_person: persons per clip, for ``data_bn="MVC"``.
     """
 
     def __init__(
@@ -156,8 +169,12 @@ class STGCN(nn.Module):
         in_channels: int = 3,
         edge_importance: bool = True,
         dropout: float = 0.5,
+        data_bn: str = "VC",
+        num_person: int = 2,
     ) -> None:
         super().__init__()
+        if data_bn not in DATA_BN:
+            raise ValueError(f"data_bn must be one of {DATA_BN}, got {data_bn!r}")
         self.layout = layout if isinstance(layout, Layout) else get_layout(layout)
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -165,8 +182,10 @@ class STGCN(nn.Module):
         graph_shape = tuple(self.A.shape)
         v = self.layout.num_joints
 
-        # Normalises every (joint, channel) coordinate over the batch and time.
-        self.data_bn = nn.BatchNorm1d(in_channels * v)
+        # Normalises every (joint, channel) coordinate (per person slot for MVC) over the batch and time.
+        self.data_bn_type, self.num_person = data_bn, num_person
+        features = {"VC": in_channels * v, "MVC": num_person * in_channels * v}.get(data_bn)
+        self.data_bn = nn.BatchNorm1d(features) if features else nn.Identity()
 
         blocks = []
         channels = in_channels
@@ -199,9 +218,16 @@ class STGCN(nn.Module):
                 f"({self.layout.name}), got C={c}, V={v}"
             )
         # Fold persons into the batch; BatchNorm1d features are (joint, channel) pairs.
-        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)
-        x = self.data_bn(x)
-        x = x.view(n * m, v, c, t).permute(0, 2, 3, 1).contiguous()  # [N*M, C, T, V]
+        x = x.permute(0, 4, 3, 1, 2)  # [N, M, V, C, T]
+        if self.data_bn_type == "MVC":
+            if m != self.num_person:
+                raise ValueError(
+                    f"ST-GCN with data_bn MVC was built for {self.num_person} persons, got M={m}"
+                )
+            x = self.data_bn(x.reshape(n, m * v * c, t))
+        else:
+            x = self.data_bn(x.reshape(n * m, v * c, t))
+        x = x.reshape(n * m, v, c, t).permute(0, 2, 3, 1).contiguous()  # [N*M, C, T, V]
         for block in self.blocks:
             x = block(x, self.A)
         return x.view(n, m, *x.shape[1:])
@@ -214,12 +240,135 @@ class STGCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def adapt_state_dict(
+        self, state: dict[str, Tensor], conversion: Conversion | None = None
+    ) -> dict[str, Tensor]:
+        """Map ST-GCN checkpoints of the original code, MMAction2 (0.x and 1.x) and pyskl onto this model.
+
+        * Original (yysijie/st-gcn) and MMAction2 0.x: ``st_gcn_networks.i`` -> ``blocks.i`` (the
+          unit's modules are ours), ``edge_importance.i`` -> ``blocks.i.edge_importance``, the 1x1
+          convolution classifier (``fcn``, ``cls_head.fc``) -> the linear ``head``.
+        * MMAction2 1.x and pyskl: ``gcn.i.gcn.{conv,bn,PA}`` -> ``blocks.i.{gcn.conv, tcn.0,
+          edge_importance}``, ``gcn.i.tcn.{conv,bn}`` -> ``blocks.i.tcn.{2,3}``, ``gcn.i.residual``
+          -> ``blocks.i.residual``, ``cls_head.fc`` / ``cls_head.fc_cls`` -> ``head``; the units'
+          copies of the graph (``gcn.i.gcn.A``) must agree and become ``A``.
+
+        The file's graph replaces the one this model built (the codebases partition the joints
+        differently; their weights were learnt with theirs). A file without edge importance gets
+        ones (the same function); a data BatchNorm of the other kind is reported.
+        """
+        from lightact.models.weights import detect_layout
+
+        conversion = conversion if conversion is not None else Conversion()
+        layout = detect_layout(state)
+        state = {k.removeprefix("backbone."): v for k, v in state.items()}
+        if layout == "stgcn-original":
+            state = self._from_original(state)
+        elif layout in ("stgcn-mmaction2", "stgcn-pyskl", "stgcn-mmaction"):
+            state = self._from_mmaction(state, conversion)
+        else:
+            return state
+        conversion.notes.append(f"{layout} keys mapped onto lightact's ST-GCN units")
+        head = state.get("head.weight")
+        if head is not None and head.dim() == 4:  # a 1x1 convolution classifier is a linear layer
+            state["head.weight"] = head.flatten(1)
+            conversion.notes.append("1x1-convolution classifier -> linear head")
+        importance = [f"blocks.{i}.edge_importance" for i in range(len(self.blocks))]
+        has_importance = any(k in state for k in importance)
+        if not has_importance and self.blocks[0].edge_importance is not None and "A" in state:
+            for key in importance:
+                state[key] = torch.ones_like(state["A"])
+            conversion.notes.append("no edge importance in the file: set to ones (the plain graph, as there)")
+        elif has_importance and self.blocks[0].edge_importance is None:
+            conversion.problems.append("the file learnt edge importance; set model.edge_importance: true")
+        if "A" in state:
+            conversion.notes.append(f"graph A {list(state['A'].shape)} taken from the file")
+        bn = state.get("data_bn.weight")
+        features = self.in_channels * self.layout.num_joints
+        if bn is not None and bn.numel() != self.data_bn_features and bn.numel() % features == 0:
+            persons = bn.numel() // features
+            hint = f"data_bn: MVC and model.num_person: {persons}" if persons > 1 else "data_bn: VC"
+            conversion.problems.append(
+                f"the file's data BatchNorm has {bn.numel()} features ({persons} x {features}): "
+                f"set model.{hint}"
+            )
+        elif bn is None and self.data_bn_type != "none":
+            conversion.problems.append("the file has no data BatchNorm: set model.data_bn: none")
+        return state
+
+    @property
+    def data_bn_features(self) -> int:
+        return self.data_bn.num_features if isinstance(self.data_bn, nn.BatchNorm1d) else 0
+
+    @staticmethod
+    def _from_original(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        out = {}
+        for key, value in state.items():
+            key = re.sub(r"^st_gcn_networks\.(\d+)\.", r"blocks.\1.", key)
+            key = re.sub(r"^edge_importance\.(\d+)$", r"blocks.\1.edge_importance", key)
+            key = re.sub(r"^(fcn|cls_head\.fc)\.", "head.", key)
+            out[key] = value
+        return out
+
+    @staticmethod
+    def _from_mmaction(state: dict[str, Tensor], conversion: Conversion) -> dict[str, Tensor]:
+        parts = {
+            "gcn.conv": "gcn.conv",
+            "gcn.bn": "tcn.0",
+            "tcn.conv": "tcn.2",
+            "tcn.bn": "tcn.3",
+            "residual.conv": "residual.0",
+            "residual.bn": "residual.1",
+        }
+        out, graphs = {}, []
+        for key, value in state.items():
+            unit = re.match(r"gcn\.(\d+)\.(.+)$", key)
+            if unit is not None:
+                i, rest = unit[1], unit[2]
+                if rest == "gcn.A":
+                    graphs.append(value)
+                    continue
+                if rest == "gcn.PA":
+                    out[f"blocks.{i}.edge_importance"] = value
+                    continue
+                part = next((p for p in parts if rest.startswith(p + ".")), None)
+                if part is not None:
+                    key = f"blocks.{i}.{parts[part]}{rest[len(part) :]}"
+            key = re.sub(r"^cls_head\.(fc_cls|fc)\.", "head.", key)
+            out[key] = value
+        if graphs:
+            if any(g.shape != graphs[0].shape or not torch.equal(g, graphs[0]) for g in graphs):
+                conversion.problems.append(
+                    "the units hold different graphs (an adaptive graph, e.g. ST-GCN++): not a plain ST-GCN"
+                )
+            out["A"] = graphs[0]
+        return out
+
+
+# ----------------------------------------------------------------------------- spec and variant
+
+# A canonical sample: NTU's 300 frames of 2 persons.
+_INPUT = BatchedInput(lambda model: (model.in_channels, 300, model.layout.num_joints, 2), "C x T x V x M")
+
+
+def _export_target(model: STGCN) -> ExportTarget:
+    return ExportTarget(
+        model,
+        canonical=(1, *_INPUT.shape(model)),
+        axes={0: "batch", 2: "frames", 4: "persons"},
+        alternate={"batch": 2, "frames": 150, "persons": 1},
+        note="ST-GCN: x [N, C, T, V, M] (persons M last), logits averaged over persons.",
+    )
+
+
+_SPEC = ModelSpec(
+    modality="skeleton", input_format="padded", data_args=("num_classes", "layout", "in_channels"),
+    example_input=_INPUT, export=_export_target, efficiency_class=CONVOLUTION,
+)  # fmt: skip
+
 
 @register_model(
-    "stgcn",
-    modality="skeleton",
-    input_format="padded",
-    description="ST-GCN (Yan et al. 2018), spatial partitions, learnable edge importance",
+    "stgcn", _SPEC, description="ST-GCN (Yan et al. 2018), spatial partitions, learnable edge importance"
 )
 def stgcn(**kwargs) -> STGCN:
     return STGCN(**kwargs)

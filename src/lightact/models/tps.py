@@ -25,6 +25,7 @@ space-time attention inside a (T, h, w) window, the costly alternative the paper
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import torch
@@ -32,8 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightact.models.registry import register_model
+from lightact.models.spec import ATTENTION_ONLY, CLIP_INPUT, ModelSpec, clip_export
+from lightact.models.weights import Conversion
 
 __all__ = [
+    "BIAS_INDEXES",
     "PATTERNS",
     "PST",
     "PSTViT",
@@ -58,6 +62,11 @@ PATTERNS: dict[str, tuple[tuple[int, ...], ...]] = {
 
 TEMPORAL_MODES = ("tps", "tcs", "none", "joint")
 SCHEDULES = ("alternate", "tps", "tcs", "none", "joint")
+# How TPS/TCS blocks read their relative-position table: "paper", the true time offset between the
+# tokens (as the paper describes it), or "official", the authors' code (MartinXM/TPS), whose TPS
+# blocks read keys as if they sat in frame 0's window and whose TCS blocks hold a 3-D table read at
+# the query's frame (a learnt per-frame spatial bias). Their checkpoints need "official".
+BIAS_INDEXES = ("paper", "official")
 
 
 # ----------------------------------------------------------------------------- shift primitives
@@ -132,10 +141,13 @@ def channel_shift(
     return torch.cat([past, future, v[..., 2 * fold :]], dim=-1).reshape(rows, n, c)
 
 
-def _rel_index(t: Tensor, r: Tensor, c: Tensor, frames: int, window: tuple[int, int]) -> Tensor:
-    """Index into a ((2F-1)(2wh-1)(2ww-1))-row table for token coordinates (t, r, c) [..., N]."""
+def _rel_index(
+    t_query: Tensor, t_key: Tensor, r: Tensor, c: Tensor, frames: int, window: tuple[int, int]
+) -> Tensor:
+    """Index into a ((2F-1)(2wh-1)(2ww-1))-row table for tokens at window positions (r, c) [..., N],
+    the queries read at times ``t_query`` and the keys at times ``t_key`` [..., N]."""
     wh, ww = window
-    dt = t[..., :, None] - t[..., None, :] + frames - 1
+    dt = t_query[..., :, None] - t_key[..., None, :] + frames - 1
     dr = r[..., :, None] - r[..., None, :] + wh - 1
     dc = c[..., :, None] - c[..., None, :] + ww - 1
     return (dt * (2 * wh - 1) + dr) * (2 * ww - 1) + dc
@@ -159,7 +171,8 @@ class TemporalWindowAttention(nn.Module):
 
     Input is timm's window batch ``[B*T*windows, N, C]`` (frame-major), ``mask`` is Swin's shifted-
     window mask ``[windows, N, N]`` or None. ``num_frames`` is the number of temporal tokens T of the
-    current call (set by the model); ``max_frames`` sizes the 3D bias table.
+    current call (set by the model); ``max_frames`` sizes the 3D bias table. ``bias_index`` is one of
+    :data:`BIAS_INDEXES`.
     """
 
     def __init__(
@@ -170,11 +183,17 @@ class TemporalWindowAttention(nn.Module):
         max_frames: int,
         pattern: str | Sequence[Sequence[int]] = "C",
         fold_div: int = 8,
+        bias_index: str = "paper",
     ) -> None:
         super().__init__()
         if mode not in TEMPORAL_MODES:
             raise ValueError(f"temporal mode must be one of {TEMPORAL_MODES}, got {mode!r}")
+        if bias_index not in BIAS_INDEXES:
+            raise ValueError(f"bias_index must be one of {BIAS_INDEXES}, got {bias_index!r}")
+        if bias_index == "official" and mode not in ("tps", "tcs"):
+            raise ValueError(f"bias_index 'official' is the authors' TPS/TCS index; mode {mode!r} has none")
         self.mode = mode
+        self.bias_index = bias_index
         self.num_heads = base.num_heads
         self.scale = base.scale
         self.window_size = tuple(base.window_size)
@@ -187,35 +206,56 @@ class TemporalWindowAttention(nn.Module):
         self.qkv, self.proj = base.qkv, base.proj
         self.attn_drop, self.proj_drop = base.attn_drop, base.proj_drop
         table = base.relative_position_bias_table.detach()
-        if mode in ("tps", "joint"):
+        if self.temporal_table:
             table = inflate_rel_pos_table(table, max_frames)
         self.relative_position_bias_table = nn.Parameter(table.clone())
         self.register_buffer("shifts", pattern_shifts(pattern, self.window_size), persistent=False)
         self._index_cache: dict[tuple, Tensor] = {}
 
+    @property
+    def temporal_table(self) -> bool:
+        """Whether the bias table has a time axis ((2T-1) 2D tables) rather than one 2D table."""
+        return self.mode in ("tps", "joint") or (self.mode == "tcs" and self.bias_index == "official")
+
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, window={self.window_size}, max_frames={self.max_frames}"
+        index = ", bias_index=official" if self.bias_index == "official" else ""
+        return f"mode={self.mode}, window={self.window_size}, max_frames={self.max_frames}{index}"
 
     # --- relative position bias
-    def _bias(self, frames: int) -> Tensor:
-        """[nH, N, N] (2D / TCS), [T, nH, N, N] (TPS: per frame, wrap-aware) or [nH, TN, TN] (joint)."""
-        key = (self.mode, frames, str(self.shifts.device))
+    def relative_position_index(self, frames: int) -> Tensor:
+        """Rows of the bias table each (query, key) pair reads: [N, N] (2D, TCS), [T, N, N] (TPS and
+        the authors' TCS: per query frame) or [TN, TN] (joint)."""
+        key = (self.mode, self.bias_index, frames, str(self.shifts.device))
         index = self._index_cache.get(key)
-        if index is None:
-            wh, ww = self.window_size
-            pos = torch.arange(self.window_area, device=self.shifts.device)
-            r, c = pos // ww, pos % ww
-            if self.mode == "tps":
-                # The token at (r, c) of frame t's window really sits at time (t - s) mod T.
-                t = (torch.arange(frames, device=r.device)[:, None] - self.shifts[None, :]).remainder(frames)
-                index = _rel_index(t, r.expand_as(t), c.expand_as(t), self.max_frames, self.window_size)
-            elif self.mode == "joint":
-                t = torch.arange(frames, device=r.device).repeat_interleave(self.window_area)
-                index = _rel_index(t, r.repeat(frames), c.repeat(frames), self.max_frames, self.window_size)
-            else:
-                zero = torch.zeros_like(r)
-                index = _rel_index(zero, r, c, 1, self.window_size)
-            self._index_cache[key] = index
+        if index is not None:
+            return index
+        wh, ww = self.window_size
+        pos = torch.arange(self.window_area, device=self.shifts.device)
+        r, c = pos // ww, pos % ww
+        official = self.bias_index == "official"
+        if self.mode == "tps":
+            # The token at (r, c) of frame t's window really sits at time (t - s) mod T; the authors'
+            # code reads every key at its time in frame 0's window instead.
+            t = (torch.arange(frames, device=r.device)[:, None] - self.shifts[None, :]).remainder(frames)
+            t_key = t[:1].expand_as(t) if official else t
+            index = _rel_index(t, t_key, r.expand_as(t), c.expand_as(t), self.max_frames, self.window_size)
+        elif self.mode == "tcs" and official:
+            # The authors' TCS blocks: row (query frame t - 0) of the 3-D table, a per-frame bias.
+            t = torch.arange(frames, device=r.device)[:, None].expand(frames, self.window_area)
+            zero = torch.zeros_like(t)
+            index = _rel_index(t, zero, r.expand_as(t), c.expand_as(t), self.max_frames, self.window_size)
+        elif self.mode == "joint":
+            t = torch.arange(frames, device=r.device).repeat_interleave(self.window_area)
+            index = _rel_index(t, t, r.repeat(frames), c.repeat(frames), self.max_frames, self.window_size)
+        else:
+            zero = torch.zeros_like(r)
+            index = _rel_index(zero, zero, r, c, 1, self.window_size)
+        self._index_cache[key] = index
+        return index
+
+    def _bias(self, frames: int) -> Tensor:
+        """[nH, N, N] (2D / TCS), [T, nH, N, N] (TPS, the authors' TCS: per frame) or [nH, TN, TN] (joint)."""
+        index = self.relative_position_index(frames)
         bias = self.relative_position_bias_table[index.reshape(-1)]
         bias = bias.reshape(*index.shape, self.num_heads)
         # Heads in front of the (query, key) axes; the dims are spelled out because the ONNX
@@ -293,7 +333,7 @@ class TemporalWindowAttention(nn.Module):
             out = out.reshape(batch, windows, heads, frames, n, -1).permute(0, 3, 1, 4, 2, 5)
             return self.proj_drop(self.proj(out.reshape(rows, n, -1)))
         view = (batch, frames, windows, heads, n, -1)
-        bias = bias.unsqueeze(1) if self.mode == "tps" else bias  # [T, 1, nH, N, N] or [nH, N, N]
+        bias = bias.unsqueeze(1) if bias.dim() == 4 else bias  # [T, 1, nH, N, N] or [nH, N, N]
         mask = mask.unsqueeze(1) if mask is not None else None  # [windows, 1, N, N]
         out = self._attend(q.reshape(view), k.reshape(view), v.reshape(view), bias, mask)
         if self.mode == "tps":
@@ -403,7 +443,8 @@ class PST(nn.Module):
     ``num_frames // tubelet_size`` temporal tokens. Input ``[B, 3, T, H, W]``, output logits.
     ``grad_checkpointing`` recomputes each block's activations in the backward pass instead of
     keeping them (timm's mechanism; training only): PST-T at 224 px, 32-bit, 61 % less allocated
-    memory for 9-19 % more time per step (BENCHMARKS.md).
+    memory for 9-19 % more time per step (BENCHMARKS.md). ``bias_index``: ``"paper"`` (the true
+    time offset) or ``"official"`` (the authors' index, for their checkpoints; :data:`BIAS_INDEXES`).
     """
 
     def __init__(
@@ -426,6 +467,7 @@ class PST(nn.Module):
         fold_div: int = 8,
         fused_attn: bool = False,
         grad_checkpointing: bool = False,
+        bias_index: str = "paper",
     ) -> None:
         super().__init__()
         from timm.models.swin_transformer import SwinTransformer
@@ -475,7 +517,9 @@ class PST(nn.Module):
                 windows = math.ceil(h / wh) * math.ceil(w / ww)
                 base = block.attn
                 base.fused_attn = fused_attn
-                block.attn = TemporalWindowAttention(base, mode, windows, self.time_tokens, pattern, fold_div)
+                block.attn = TemporalWindowAttention(
+                    base, mode, windows, self.time_tokens, pattern, fold_div, bias_index
+                )
         self.head_drop = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_features, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
@@ -503,26 +547,60 @@ class PST(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.head_drop(self.forward_features(x)))
 
-    def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Map a 2D timm Swin (or another PST's) state dict onto this model.
+    def adapt_state_dict(
+        self, state: dict[str, Tensor], conversion: Conversion | None = None
+    ) -> dict[str, Tensor]:
+        """Map a Swin or PST state dict of any known layout onto this model.
 
-        The Conv2d patch embedding is inflated over the tubelet (weights / tubelet), 2D relative-position
-        tables are resized to this window (timm's interpolation) and repeated along time where a block
-        is temporal; ``head.fc`` is renamed ``head``. Buffers are dropped (they are rebuilt).
+        * Original (Microsoft) Swin and mmaction files (the authors' TPS) merge patches at the end
+          of stage i, timm at the start of stage i+1: ``layers.i.downsample`` -> ``layers.{i+1}``.
+          Their classifiers (``head``, timm's ``head.fc``, mmaction's ``cls_head.fc_cls``) -> ``head``.
+        * A Conv2d patch embedding is inflated over the tubelet (weights / tubelet); 2D relative-
+          position tables are resized to this window (timm's interpolation) and repeated along time
+          where a block's table is temporal.
+        * Index buffers and masks are rebuilt, not read; the authors' index buffers are compared with
+          the index this model computes, so a file made for another pattern, window or frame count,
+          or one read with the other ``bias_index``, is reported in ``conversion.problems``.
         """
         from timm.layers import resize_rel_pos_bias_table
 
+        from lightact.models.weights import detect_layout
+
+        conversion = conversion if conversion is not None else Conversion()
+        layout = detect_layout(state)
+        state = {k.removeprefix("backbone.").removeprefix("encoder."): v for k, v in state.items()}
+        end_of_stage = layout in ("swin-original", "tps-official", "swin3d-mmaction")
+        if end_of_stage:
+            # Hand-written rather than timm's checkpoint_filter_fn: that filter needs a 2D model
+            # (a Conv2d embedding, 2D tables), and PST has neither.
+            state = {
+                re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m[1]) + 1}.downsample", k): v
+                for k, v in state.items()
+            }
+            conversion.notes.append(
+                "patch merging moved from the end of stage i to the start of stage i+1 (layers.i.downsample "
+                f"-> layers.(i+1).downsample, {sum('.downsample.' in k for k in state)} tensors)"
+            )
+        renames = {"head.fc.": "head.", "cls_head.fc_cls.": "head.", "cls_head.fc.": "head."}
+        for key in list(state):
+            prefix = next((p for p in renames if key.startswith(p)), None)
+            if prefix is not None:
+                state[renames[prefix] + key[len(prefix) :]] = state.pop(key)
+                conversion.notes.append(f"{key} -> {renames[prefix]}{key[len(prefix) :]}")
+        if layout in ("tps-official", "swin3d-mmaction"):
+            self._check_official_index(state, conversion, layout)
+
         own = self.state_dict()
         out: dict[str, Tensor] = {}
+        rebuilt = inflated = resized = 0
         for key, value in state.items():
-            for prefix in ("backbone.", "encoder."):
-                key = key.removeprefix(prefix)
-            if key.endswith(("relative_position_index", "attn_mask")):
+            if key.endswith(("relative_position_index", "relative_position_index_old", "attn_mask")):
+                rebuilt += 1
                 continue
-            key = {"head.fc.weight": "head.weight", "head.fc.bias": "head.bias"}.get(key, key)
             target = own.get(key)
             if target is not None and key == "patch_embed.proj.weight" and value.dim() == 4:
                 value = inflate_patch_embed(value, self.tubelet_size)
+                conversion.notes.append(f"2D patch embedding inflated over a tubelet of {self.tubelet_size}")
             elif target is not None and key.endswith("relative_position_bias_table"):
                 attn = self.get_submodule(key.rsplit(".", 1)[0])
                 wh, ww = attn.window_size
@@ -538,10 +616,56 @@ class PST(nn.Module):
                         old_window_size=((side + 1) // 2,) * 2,
                     )
                     rows = per_frame
+                    resized += 1
                 if rows == per_frame and target.shape[0] != per_frame:
                     value = inflate_rel_pos_table(value, attn.max_frames)
+                    inflated += 1
             out[key] = value
+        if resized:
+            conversion.notes.append(f"{resized} relative-position tables resized to this model's windows")
+        if inflated:
+            conversion.notes.append(
+                f"{inflated} 2D relative-position tables repeated along {self.time_tokens} frames"
+            )
+        if rebuilt:
+            conversion.notes.append(f"{rebuilt} index/mask buffers dropped (this model computes its own)")
         return out
+
+    def _check_official_index(self, state: dict[str, Tensor], conversion: Conversion, layout: str) -> None:
+        """The authors' TPS checkpoints are read with their index: the model must use it, and its
+        index must be the one stored in the file (their TPS blocks keep it in
+        ``relative_position_index``, their TCS blocks in ``relative_position_index_old``)."""
+        temporal = [
+            (f"layers.{i}.blocks.{j}.attn", block.attn)
+            for i, stage in enumerate(self.layers)
+            for j, block in enumerate(stage.blocks)
+            if block.attn.mode in ("tps", "tcs")
+        ]
+        if any(attn.bias_index != "official" for _, attn in temporal) or not temporal:
+            conversion.problems.append(
+                f"the file is {layout}, whose bias tables are read with the authors' index: set "
+                "model.bias_index: official (the default, the paper's true offset, reads them at other rows)"
+            )
+            return
+        differing = []
+        for name, attn in temporal:
+            suffix = "relative_position_index" if attn.mode == "tps" else "relative_position_index_old"
+            # Their blocks sit in stages numbered like timm's; only the patch merging moved.
+            stored = state.get(f"{name}.{suffix}")
+            ours = attn.relative_position_index(attn.max_frames)
+            if stored is None or ours.is_meta:
+                continue
+            if stored.shape != ours.shape or not torch.equal(stored.to(ours.dtype), ours):
+                differing.append(name)
+        if differing:
+            conversion.problems.append(
+                f"the index stored in the file differs from the authors' index of this model in "
+                f"{len(differing)} blocks (e.g. {differing[0]}): another shift pattern, window or frame count"
+            )
+        else:
+            conversion.notes.append(
+                f"bias index read the authors' way (bias_index official) in {len(temporal)} blocks"
+            )
 
 
 # ----------------------------------------------------------------------------- TPS on a plain ViT
@@ -605,7 +729,7 @@ class PSTViT(nn.Module):
         return self.vit.head(feats.reshape(batch, frames, -1).mean(dim=1))
 
 
-# ----------------------------------------------------------------------------- registered variants
+# ----------------------------------------------------------------------------- spec and variants
 
 _XS = {
     "img_size": 32,
@@ -621,38 +745,44 @@ _TINY = {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)}
 _BASE = {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)}
 _PAPER = {"img_size": 224, "num_frames": 32, "tubelet_size": 2, "window_size": 7, "drop_path_rate": 0.1}
 
+# Built for one clip length and size (the data's): their shift pattern and 3D position bias depend on it.
+_SPEC = ModelSpec(
+    modality="video", input_format="clip", data_args=("num_classes", "num_frames", "img_size"),
+    example_input=CLIP_INPUT, export=clip_export, efficiency_class=ATTENTION_ONLY,
+)  # fmt: skip
 
-@register_model("pst_t", modality="video", input_format="clip")
+
+@register_model("pst_t", _SPEC)
 def pst_t(**kwargs) -> PST:
     """PST on Swin-T (the paper's PST-T: 32 frames, tubelet 2, 224 px, 7x7 windows, pattern C)."""
     return PST(**{**_PAPER, **_TINY, **kwargs})
 
 
-@register_model("pst_b", modality="video", input_format="clip")
+@register_model("pst_b", _SPEC)
 def pst_b(**kwargs) -> PST:
     """PST on Swin-B (the paper's PST-B: 32 frames, tubelet 2, 224 px, 7x7 windows, pattern C)."""
     return PST(**{**_PAPER, **_BASE, **kwargs})
 
 
-@register_model("pst_xs", modality="video", input_format="clip")
+@register_model("pst_xs", _SPEC)
 def pst_xs(**kwargs) -> PST:
     """PST, CPU-sized (2 stages, width 32, 4x4 windows, 8 frames at 32 px): the embedded data's model."""
     return PST(**{**_XS, **kwargs})
 
 
-@register_model("swin2d_xs", modality="video", input_format="clip")
+@register_model("swin2d_xs", _SPEC)
 def swin2d_xs(**kwargs) -> PST:
     """pst_xs's backbone without any temporal shift: per-frame Swin + temporal average (2D baseline)."""
     return PST(**{**_XS, "temporal": "none", **kwargs})
 
 
-@register_model("swin3d_joint_xs", modality="video", input_format="clip")
+@register_model("swin3d_joint_xs", _SPEC)
 def swin3d_joint_xs(**kwargs) -> PST:
     """pst_xs's backbone with joint space-time window attention over all frames (the costly option)."""
     return PST(**{**_XS, "temporal": "joint", **kwargs})
 
 
-@register_model("pst_vit_xs", modality="video", input_format="clip")
+@register_model("pst_vit_xs", _SPEC)
 def pst_vit_xs(**kwargs) -> PSTViT:
     """TPS/TCS on a small plain ViT (window = whole grid), 8 frames at 64 px."""
     return PSTViT(**{"embed_dim": 96, "depth": 6, "num_heads": 3, **kwargs})

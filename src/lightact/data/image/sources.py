@@ -96,9 +96,19 @@ def stanford40_label(file_name: str) -> str:
     return action
 
 
+def _stanford40_actions(root: str | Path) -> Path:
+    return Path(root) / "ImageSplits" / "actions.txt"
+
+
+def image_dataset_format(root: str | Path) -> str:
+    """``"stanford40"`` for a Stanford 40 folder (it has ``ImageSplits/actions.txt``), otherwise
+    ``"folder"`` (a class-per-folder tree)."""
+    return "stanford40" if _stanford40_actions(root).is_file() else "folder"
+
+
 def stanford40_classes(root: Path) -> list[str]:
     """Class names in the order of ``ImageSplits/actions.txt`` (header line, then ``action<TAB>count``)."""
-    actions = root / "ImageSplits" / "actions.txt"
+    actions = _stanford40_actions(root)
     if not actions.is_file():
         raise FileNotFoundError(
             f"{actions} not found: is {root} the Stanford 40 folder (ImageSplits/, JPEGImages/)?"

@@ -15,7 +15,7 @@ lists pair a YouTube id with a label; write one ``<id>.mp4,<label>`` row per lin
 need to be extracted under those names), with the class index of the label for classification tasks.
 
 Batches are packed, without padding: every video's frame features one after another, its lengths
-in ``frame_lengths`` (likewise for clips); see :mod:`lightact.models.stan`.
+in ``frame_lengths`` (likewise for clips): the input STAN's packed forward takes (``models/stan.py``).
 """
 
 from __future__ import annotations

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from lightact.engine.checkpoint import atomic_write
+from lightact.utils import atomic_write
 
 __all__ = [
     "META_KEY",
@@ -186,7 +185,3 @@ def write_settings(store: Path, settings: dict[str, Any]) -> None:
     atomic_write(
         path, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     )
-
-
-def as_numpy_times(times: torch.Tensor) -> np.ndarray:
-    return times.detach().cpu().numpy().astype(np.float64)

@@ -8,8 +8,9 @@ layout works wherever a built-in one does.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,6 +112,25 @@ class Layout:
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
         return perm
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (how a trained model's metadata stores a custom layout); a spine or
+        shoulders the layout does not name is left out, so such layouts read as before."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in data.items() if v is not None or k not in ("spine", "shoulders")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Layout:
+        """The layout :meth:`to_dict` wrote, validated like any other."""
+        return cls(
+            name=data["name"],
+            joints=tuple(data["joints"]),
+            bones=tuple(tuple(b) for b in data["bones"]),
+            center=data["center"],
+            flip_pairs=tuple(tuple(p) for p in data["flip_pairs"]),
+            # Layouts saved before spine/shoulders existed have neither.
+            **{k: tuple(tuple(end) for end in data[k]) for k in ("spine", "shoulders") if data.get(k)},
+        )
 
 
 def _from_one_based(name, joints, bones, center, flip_pairs=()) -> Layout:

@@ -8,11 +8,11 @@ global is refused before it is imported, so nothing in the file runs.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from lightact.utils import atomic_write
 
 # The globals a pickle of dicts/lists/tuples/str/int/float/ndarray/np.dtype/np scalars may reference.
 _ALLOWED_GLOBALS = {
@@ -61,13 +61,9 @@ def safe_load_pickle(path: str | Path) -> Any:
 
 def save_pickle(obj: Any, path: str | Path) -> None:
     """Write atomically: a crash never leaves a half-written annotation file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             pickle.dump(obj, f, protocol=4)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(Path(path), write)

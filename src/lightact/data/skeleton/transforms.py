@@ -599,13 +599,6 @@ TRANSFORMS: dict[str, type] = {
 }
 
 
-def register_transform(name: str, cls: type) -> type:
-    """Make ``cls`` buildable by :func:`build_transforms` under ``name``. A constructor parameter named
-    ``layout`` receives the layout."""
-    TRANSFORMS[name] = cls
-    return cls
-
-
 def build_transforms(spec: Sequence[Mapping[str, Any] | str] | None, layout: Layout | None = None) -> Compose:
     """Build a :class:`Compose` from config entries: a transform's name, or a mapping with ``name`` and
     its arguments, e.g. ``[{"name": "random_rotate", "max_deg": 15}, "center"]``. Transforms that take a

@@ -118,7 +118,7 @@ def render_video(index: int, label: int, spec: SynthLongVideoSpec):
 def _write_video(path: Path, frames, fps: int, size: int) -> None:
     import av
 
-    from lightact.engine.checkpoint import atomic_write
+    from lightact.utils import atomic_write
 
     def write(tmp: str) -> None:
         with av.open(tmp, mode="w", format="mp4") as container:

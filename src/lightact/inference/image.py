@@ -16,21 +16,23 @@ from torch import nn
 
 from lightact.data.image.sources import IMAGE_SUFFIXES, ImageReadError, decode_image
 from lightact.data.image.transforms import ImageTransformSpec, eval_view
-from lightact.inference import Prediction, WindowPrediction, input_files, predict_each, top_classes
+from lightact.inference.base import Predictor
+from lightact.inference.files import InputFiles
+from lightact.inference.results import Prediction, WindowPrediction, top_classes
+
+__all__ = ["ImageRecognizer"]
 
 
-class ImageRecognizer:
+class ImageRecognizer(Predictor):
     """A trained image classifier with its preprocessing; :meth:`predict` takes a file or pixels."""
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], device: str = "cpu") -> None:
-        if meta.get("modality") != "image":
-            raise ValueError(
-                f"this checkpoint holds a {meta.get('modality', 'skeleton')} model, not an image model"
-            )
+    modality = "image"
+    # One image is one frame: no timeline to draw.
+    inputs = InputFiles(IMAGE_SUFFIXES, "image", errors=(ImageReadError,), timeline=False)
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        super().__init__(model, meta, device)
         data = meta.get("data") or {}
-        self.model = model.to(device).eval()
-        self.device = device
-        self.classes: list[str] = list(meta["classes"])
         self.spec = ImageTransformSpec(
             img_size=int(data.get("img_size", 224)),
             crop_pct=float(data.get("crop_pct", 0.875)),
@@ -39,13 +41,6 @@ class ImageRecognizer:
         )
         self.num_crops = int(data.get("num_crops", 1))
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu") -> ImageRecognizer:
-        from lightact.engine.checkpoint import load_model
-
-        model, meta = load_model(checkpoint)
-        return cls(model, meta, device)
-
     @torch.inference_mode()
     def probabilities(self, image: torch.Tensor) -> np.ndarray:
         """Class probabilities for a uint8 ``[3, H, W]`` image, averaged over the test crops."""
@@ -53,8 +48,16 @@ class ImageRecognizer:
         probs = self.model(views.to(self.device)).float().softmax(-1).mean(0)
         return probs.cpu().numpy().astype(np.float64)
 
-    def predict(self, source: str | Path | np.ndarray, topk: int = 5) -> Prediction:
-        """One image: a file, or an RGB uint8 array ``[H, W, 3]``."""
+    def predict(
+        self,
+        source: str | Path | np.ndarray,
+        topk: int = 5,
+        window: int | None = None,
+        stride: int | None = None,
+    ) -> Prediction:
+        """One image: a file, or an RGB uint8 array ``[H, W, 3]``. ``window`` and ``stride`` are
+        checked like the other predictors' and have no effect: an image is one frame."""
+        _, _, topk = self.check_options(window, stride, topk)
         if isinstance(source, np.ndarray):
             if source.ndim != 3 or source.shape[-1] != 3 or source.dtype != np.uint8:
                 raise ValueError(f"expected an RGB uint8 array [H, W, 3], got {source.dtype} {source.shape}")
@@ -62,7 +65,7 @@ class ImageRecognizer:
         else:
             image, name = decode_image(Path(source), self.spec.img_size), str(source)
         probs = self.probabilities(image)
-        top = top_classes(probs, self.classes, max(1, topk))
+        top = top_classes(probs, self.classes, topk)
         # A still image is one "window" of one frame, so the JSON reads like a clip's.
         window = WindowPrediction(0, 1, 0.0, 1.0, probs, top)
         return Prediction(
@@ -75,24 +78,4 @@ class ImageRecognizer:
             num_frames=1,
             window=1,
             stride=1,
-            layout="",
         )
-
-
-def predict_files(
-    checkpoint: Path,
-    paths: Path | list[Path],
-    topk: int = 5,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    skip_errors: bool = False,
-    **_: Any,
-) -> list[Prediction]:
-    """Classify an image, or every image of a folder; with ``out_dir`` write ``<stem>.json`` each.
-    Window options of the video predictors are accepted and ignored. With ``skip_errors`` an
-    unreadable image is skipped with a warning (it stops the run otherwise)."""
-    recognizer = ImageRecognizer.from_checkpoint(checkpoint, device)
-    inputs = paths if isinstance(paths, list) else [paths]
-    files = [f for p in inputs for f in input_files(Path(p), IMAGE_SUFFIXES, "image")]
-    predict_one = lambda file: recognizer.predict(file, topk)  # noqa: E731
-    return predict_each(files, predict_one, out_dir, skip_errors, (ImageReadError,), timeline=False)

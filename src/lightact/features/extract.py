@@ -36,19 +36,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lightact.data.longvideo.encoders import (
-    DEFAULT_CLIP_ENCODER,
-    DEFAULT_FRAME_ENCODER,
-    FeatureEncoder,
-    build_encoder,
-    resize_crop,
-)
 from lightact.data.longvideo.store import (
     FeatureStoreError,
     VideoFeatures,
@@ -59,6 +52,8 @@ from lightact.data.longvideo.store import (
     write_settings,
 )
 from lightact.data.video.reader import VIDEO_SUFFIXES
+from lightact.features.encoders import FeatureEncoder, build_encoder, resize_crop
+from lightact.features.settings import ExtractionSettings
 
 __all__ = [
     "ExtractionSettings",
@@ -69,35 +64,6 @@ __all__ = [
     "shard",
     "shard_from_env",
 ]
-
-
-@dataclass(frozen=True)
-class ExtractionSettings:
-    """Everything that decides the features (and is recorded in the store)."""
-
-    frame_encoder: str = DEFAULT_FRAME_ENCODER
-    frame_weights: str | None = None
-    frame_size: int = 224
-    fps: float = 1.0
-    clip_encoder: str = DEFAULT_CLIP_ENCODER
-    clip_weights: str | None = None
-    clip_size: int = 112
-    clip_len: int = 8
-    clip_fps: float = 8.0
-    clip_stride: float = 2.0  # seconds between clip starts
-
-    def __post_init__(self) -> None:
-        for name in ("fps", "clip_fps", "clip_stride"):  # 4 and 4.0 are the same setting
-            object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("frame_size", "clip_size", "clip_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("fps", "clip_fps", "clip_stride"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -12,19 +12,16 @@ crop, scaled to [0, 1] and normalised with the encoder's mean and std.
 
 from __future__ import annotations
 
-import inspect
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightact.features.settings import DEFAULT_CLIP_ENCODER, DEFAULT_FRAME_ENCODER
+
 __all__ = ["DEFAULT_CLIP_ENCODER", "DEFAULT_FRAME_ENCODER", "FeatureEncoder", "build_encoder", "resize_crop"]
 
-DEFAULT_FRAME_ENCODER = "timm/resnet10t"
-DEFAULT_CLIP_ENCODER = "clip3d_tiny"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ENCODER_INIT_SEED = 0
 KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
@@ -56,15 +53,6 @@ class _LastLinearInput:
 
     def _hook(self, module: nn.Module, args: tuple) -> None:
         self.value = args[0]
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    name: str
-    kind: str  # "frame" or "clip"
-    weights: str | None
-    size: int
-    dim: int
 
 
 class FeatureEncoder(nn.Module):
@@ -112,16 +100,10 @@ class FeatureEncoder(nn.Module):
 
 
 def _accepts(name: str) -> set[str]:
-    """The constructor arguments of a registered lightact model (empty for timm/torchvision ones)."""
+    """The constructor arguments of a model the registry can build (empty when unknown)."""
     from lightact.models.registry import model_entry
 
-    entry = model_entry(name)
-    if entry.external:
-        return set()
-    model_class = typing.get_type_hints(entry.factory).get("return")
-    if model_class is None:
-        return set()
-    return set(inspect.signature(model_class.__init__).parameters)
+    return set(model_entry(name).accepts or ())
 
 
 def build_encoder(
@@ -135,9 +117,10 @@ def build_encoder(
         torch.manual_seed(ENCODER_INIT_SEED)
         model, mean, std = _build_model(name, kind, size, clip_len)
     if weights is not None:
-        from lightact.engine.checkpoint import load_pretrained
+        from lightact.models.weights import load_pretrained
 
-        load_pretrained(model, weights)
+        # strict: a frozen encoder must not keep random parts
+        load_pretrained(model, weights, model_name=name)
     return FeatureEncoder(model, name, kind, size, mean, std)
 
 

@@ -3,7 +3,7 @@
 A video goes through exactly what the training store went through: the extraction settings are
 read from the checkpoint (``meta["data"]["extraction"]``), the frame and clip encoders rebuilt (the
 same weights file, or the same seeded random initialisation) and the video decoded as a stream
-(:func:`lightact.data.longvideo.extract.extract_video`), so memory stays small and grows linearly
+(:func:`lightact.features.extract.extract_video`), so memory stays small and grows linearly
 with the length. Then:
 
 * **overall answer**: the model on the whole video, the way it was trained (the answer may depend on
@@ -27,26 +27,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lightact.data.longvideo.dataset import features_to_inputs
-from lightact.data.longvideo.extract import Encoders, ExtractionSettings, extract_video
 from lightact.data.longvideo.store import VideoFeatures, read_features
 from lightact.data.video.reader import VIDEO_SUFFIXES
-from lightact.engine.checkpoint import load_model
-from lightact.inference import (
-    ClassScore,
-    Prediction,
-    WindowPrediction,
-    input_files,
-    predict_each,
-    top_classes,
-)
+from lightact.features.extract import Encoders, ExtractionSettings, extract_video
+from lightact.inference.base import Predictor
+from lightact.inference.files import InputFiles
+from lightact.inference.results import ClassScore, Prediction, WindowPrediction, top_classes
 
 __all__ = [
     "DEFAULT_WINDOW_S",
-    "LongVideoPrediction",
     "LongVideoRecognizer",
-    "predict_files",
     "segment_starts",
 ]
 
@@ -66,69 +59,15 @@ def segment_starts(duration: float, window: float, stride: float) -> list[float]
     return [float(s) for s in starts]
 
 
-class LongVideoPrediction(Prediction):
-    """A :class:`~lightact.inference.Prediction` whose overall answer is the model on the whole
-    video (not a mean of the windows), which its table and timeline say. ``task`` is
-    "classification" or "regression" (then ``probabilities`` hold predicted values)."""
-
-    task: str = "classification"
-
-    def table(self, windows: bool = False):
-        table = super().table(windows)
-        if not windows:
-            span = f"{self.num_frames} frames, {self.duration:.1f} s at {self.fps:g} fps"
-            table.caption = f"{span}; the model on the whole video ({len(self.windows)} segments in the JSON)"
-            if self.task == "regression":
-                table.title = f"{self.name}: " + ", ".join(
-                    f"{c.label} {c.probability:.4g}" for c in self.topk
-                )
-        return table
-
-    def save_timeline(self, path: str | Path, num_classes: int = 5) -> Path:
-        """PNG: each segment's score of the top classes (or predicted values) against time, drawn
-        at the segment's centre and across its span; the whole-video answer as dashed lines."""
-        from matplotlib.figure import Figure
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig = Figure(figsize=(9, 4.2))
-        ax = fig.subplots()
-        centres = [(w.start_time + w.end_time) / 2 for w in self.windows]
-        shown = [c.index for c in self.topk[:num_classes]]
-        for rank, index in enumerate(shown):
-            values = [w.probabilities[index] for w in self.windows]
-            (line,) = ax.plot(
-                centres, values, marker="o", lw=2 if rank == 0 else 1.3, label=self.classes[index]
-            )
-            for w, v in zip(self.windows, values, strict=True):
-                ax.hlines(v, w.start_time, w.end_time, color=line.get_color(), alpha=0.25, lw=4)
-            ax.axhline(self.probabilities[index], color=line.get_color(), ls="--", lw=1)
-        ax.set_xlim(0, max(self.duration, 1e-6))
-        if self.task == "classification":
-            ax.set_ylim(0, 1.02)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("probability" if self.task == "classification" else "predicted value")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-        seconds = self.window / self.fps if self.fps else 0
-        answer = f"{self.label} ({self.score:.0%})" if self.task == "classification" else f"{self.score:.4g}"
-        ax.set_title(
-            f"{self.name}: {answer} on the whole video (dashed); dots: {len(self.windows)} segments of "
-            f"{seconds:.0f} s",
-            fontsize=10,
-        )
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        return path
-
-
-class LongVideoRecognizer:
+class LongVideoRecognizer(Predictor):
     """A trained long-video model plus the encoders that made its training features."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
-        self.meta = meta
-        self.device = torch.device(device)
+    modality = "longvideo"
+    inputs = InputFiles(VIDEO_SUFFIXES | {".safetensors"}, "video or .safetensors feature file")
+    window_unit = "seconds"
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        super().__init__(model, meta, device)
         data = meta.get("data") or {}
         if "extraction" not in data:
             raise ValueError(
@@ -136,15 +75,7 @@ class LongVideoRecognizer:
             )
         self.settings = ExtractionSettings(**data["extraction"])
         self.task = meta.get("task", data.get("task", "classification"))
-        self.classes: list[str] = list(meta["classes"])
         self._encoders: Encoders | None = None
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu") -> LongVideoRecognizer:
-        model, meta = load_model(checkpoint)
-        if meta.get("modality") != "longvideo":
-            raise ValueError(f"{checkpoint} holds a {meta.get('modality')} model, not a long-video one")
-        return cls(model, meta, device)
 
     @property
     def encoders(self) -> Encoders:
@@ -176,6 +107,7 @@ class LongVideoRecognizer:
         self, path: str | Path, window: float | None = None, stride: float | None = None, topk: int = 5
     ) -> Prediction:
         """Overall answer and per-segment scores for one video (or feature file)."""
+        self.check_options(window, stride, topk)  # before the video is decoded
         return self.predict_features(self.features(path), path, window, stride, topk)
 
     def predict_features(
@@ -185,12 +117,13 @@ class LongVideoRecognizer:
         window: float | None = None,
         stride: float | None = None,
         topk: int = 5,
-    ) -> LongVideoPrediction:
+    ) -> Prediction:
         """:meth:`predict` on features already extracted (``source`` names them in the result)."""
+        window, stride, topk = self.check_options(window, stride, topk)
         duration = float(f.meta.get("duration") or 0.0) or float(f.frame_times.max().item() + 1.0)
         fps = float(f.meta.get("video_fps") or self.settings.fps)
-        window = float(window or DEFAULT_WINDOW_S)
-        stride = float(stride or window / 2)
+        window = window or DEFAULT_WINDOW_S
+        stride = stride or window / 2
         centres = f.clip_centres
         overall = self._scores(f.frame_features, f.frame_times, f.clip_features, centres)
         windows = []
@@ -211,7 +144,7 @@ class LongVideoRecognizer:
                     topk=self._ranked(scores, topk),
                 )
             )
-        prediction = LongVideoPrediction(
+        return Prediction(
             source=str(source),
             classes=self.classes,
             probabilities=overall,
@@ -221,30 +154,6 @@ class LongVideoRecognizer:
             num_frames=int(f.meta.get("video_frames") or round(duration * fps)),
             window=int(round(window * fps)),
             stride=int(round(stride * fps)),
-            layout="",
+            task=self.task,
+            whole_video=True,
         )
-        prediction.task = self.task
-        return prediction
-
-
-def predict_files(
-    checkpoint: Path,
-    paths: Path | list[Path],
-    window: float | None = None,
-    stride: float | None = None,
-    topk: int = 5,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    skip_errors: bool = False,
-    **_: Any,
-) -> list[Prediction]:
-    """Predict every video (or feature file) given or in the given folders; with ``out_dir`` write
-    ``<stem>.json`` and ``<stem>_timeline.png``. ``window``/``stride`` in seconds (default 30 / 15).
-    With ``skip_errors`` an undecodable file is skipped with a warning (it stops the run otherwise)."""
-    recognizer = LongVideoRecognizer.from_checkpoint(checkpoint, device)
-    inputs = paths if isinstance(paths, list) else [paths]
-    suffixes = VIDEO_SUFFIXES | {".safetensors"}
-    files = [f for p in inputs for f in input_files(Path(p), suffixes, "video or .safetensors feature file")]
-    return predict_each(
-        files, lambda file: recognizer.predict(file, window, stride, topk), out_dir, skip_errors
-    )

@@ -23,32 +23,25 @@ from lightact.data.video.clips import read_clip
 from lightact.data.video.reader import VIDEO_SUFFIXES, VideoDecodeError, video_info
 from lightact.data.video.sampling import clip_indices
 from lightact.data.video.transforms import center_crop, normalize, resize_short_side
-from lightact.inference import (
-    Prediction,
-    WindowPrediction,
-    input_files,
-    predict_each,
-    top_classes,
-    window_starts,
-)
+from lightact.inference.base import Predictor
+from lightact.inference.files import InputFiles, window_starts
+from lightact.inference.results import Prediction, WindowPrediction, top_classes
 
-__all__ = ["VideoRecognizer", "predict_files"]
+__all__ = ["VideoRecognizer"]
 
 
-class VideoRecognizer:
+class VideoRecognizer(Predictor):
     """A trained clip classifier with its preprocessing; :meth:`predict` takes a video file."""
 
+    modality = "video"
+    inputs = InputFiles(VIDEO_SUFFIXES, "video", errors=(VideoDecodeError,))
+
     def __init__(
-        self, model: nn.Module, meta: dict[str, Any], device: str = "cpu", batch_size: int = 8
+        self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu", batch_size: int = 8
     ) -> None:
-        if meta.get("modality") != "video":
-            raise ValueError(
-                f"this checkpoint holds a {meta.get('modality', 'skeleton')} model, not a clip model"
-            )
+        super().__init__(model, meta, device)
         data = meta.get("data") or {}
-        self.model = model.to(device).eval()
-        self.device, self.batch_size = device, batch_size
-        self.classes: list[str] = list(meta["classes"])
+        self.batch_size = batch_size
         self.num_frames = int(data.get("num_frames", 8))
         self.sampling = data.get("sampling", "uniform")
         self.frame_interval = int(data.get("frame_interval", 1))
@@ -56,13 +49,6 @@ class VideoRecognizer:
         self.crop = int(data.get("crop", 224))
         self.mean = tuple(data.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(data.get("std", (0.229, 0.224, 0.225)))
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "cpu") -> VideoRecognizer:
-        from lightact.engine.checkpoint import load_model
-
-        model, meta = load_model(checkpoint)
-        return cls(model, meta, device)
 
     def default_window(self, total: int, fps: float) -> int:
         if self.sampling == "dense":
@@ -82,12 +68,11 @@ class VideoRecognizer:
     def predict(
         self, path: str | Path, window: int | None = None, stride: int | None = None, topk: int = 5
     ) -> Prediction:
+        window, stride, topk = self.check_options(window, stride, topk)
         path = Path(path)
         info = video_info(path)
         total = max(info.num_frames, 1)
         window = min(window or self.default_window(total, info.fps), total)
-        if window < 1 or (stride is not None and stride < 1):
-            raise ValueError(f"window and stride must be positive (got {window}, {stride})")
         stride = stride or max(1, window // 2)
         starts = window_starts(total, window, stride)
         per_window = [
@@ -101,48 +86,21 @@ class VideoRecognizer:
             len(starts), self.num_frames, *frames.shape[1:2], self.crop, self.crop
         )
         probs = self.probabilities(clips)
-        k = max(1, topk)
         fps = info.fps or 25.0
         windows = []
         for s, p in zip(starts, probs, strict=True):
             end = min(s + window, total)
-            windows.append(WindowPrediction(s, end, s / fps, end / fps, p, top_classes(p, self.classes, k)))
+            top = top_classes(p, self.classes, topk)
+            windows.append(WindowPrediction(s, end, s / fps, end / fps, p, top))
         overall = probs.mean(0)
         return Prediction(
             source=str(path),
             classes=self.classes,
             probabilities=overall,
-            topk=top_classes(overall, self.classes, k),
+            topk=top_classes(overall, self.classes, topk),
             windows=windows,
             fps=fps,
             num_frames=total,
             window=window,
             stride=stride,
-            layout="",
         )
-
-
-def predict_files(
-    checkpoint: Path,
-    paths: Path | list[Path],
-    window: int | None = None,
-    stride: int | None = None,
-    topk: int = 5,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    skip_errors: bool = False,
-    **_: Any,
-) -> list[Prediction]:
-    """Classify a video, or every video of a folder; with ``out_dir`` write ``<stem>.json`` and
-    ``<stem>_timeline.png`` for each. With ``skip_errors`` an undecodable video of a folder is skipped
-    with a warning (it stops the run otherwise)."""
-    recognizer = VideoRecognizer.from_checkpoint(checkpoint, device)
-    inputs = paths if isinstance(paths, list) else [paths]
-    files = [f for p in inputs for f in input_files(Path(p), VIDEO_SUFFIXES, "video")]
-    return predict_each(
-        files,
-        lambda file: recognizer.predict(file, window, stride, topk),
-        out_dir,
-        skip_errors,
-        (VideoDecodeError,),
-    )

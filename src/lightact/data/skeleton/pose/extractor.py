@@ -1,0 +1,318 @@
+"""2D/3D poses of one video with MediaPipe Pose, as an annotation of the skeleton pickle.
+
+MediaPipe's (legacy) Pose solution finds ONE person per image. To find up to ``max_persons`` people,
+:class:`PoseExtractor` keeps one Pose instance per person *slot*, each in video (tracking) mode, and
+runs them one after another on every frame: slot ``k`` sees the frame with the people found by slots
+``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``, filled
+with the frame's mean colour), so it must find somebody else. A slot that finds nobody ends the frame:
+later slots would see the same picture. Slots are only detectors; which *output* person a detection
+belongs to is decided by a small tracker that matches detections to the previous frames' people by
+bounding-box overlap and centroid distance (exact assignment, at most 4 x 4), and lets a person that
+was lost for a while be re-acquired. Afterwards, appearances shorter than ``min_run`` frames (mostly
+leftovers of a masked person) are removed, and the people are ordered by the number of frames they
+were seen in. ``docs/pose.md`` has measurements and the known failure cases.
+
+Outputs per video (``M = max_persons`` always, ``T`` = decoded frames, 33 MediaPipe landmarks):
+
+* ``keypoint`` float32 ``[M, T, 33, 2]``: x, y in pixels of the ORIGINAL video, clipped to the frame;
+* ``keypoint_score`` float32 ``[M, T, 33]``: MediaPipe's landmark ``visibility``;
+* ``keypoint_3d`` float32 ``[M, T, 33, 3]``: MediaPipe's ``pose_world_landmarks`` in metres, origin
+  between the hips, converted from MediaPipe's axes (x right, y DOWN, z away from the camera) to
+  x right, y UP, z away from the camera: ``(x, y, z) = (x_mp, -y_mp, z_mp)``.
+
+A slot with no person in a frame is all zeros there, with score 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, import_mediapipe
+from lightact.data.skeleton.pose.tracking import Tracker, box_iou, contained, drop_short_runs, landmark_box
+from lightact.data.video.reader import iter_frames, video_info
+
+LAYOUT = "mediapipe33"
+NUM_LANDMARKS = 33
+
+
+@dataclass
+class PoseResult:
+    """Pose of one video. Arrays are ``[M, T, ...]``; see the module docstring for their meaning."""
+
+    keypoint: np.ndarray
+    keypoint_score: np.ndarray
+    keypoint_3d: np.ndarray
+    img_shape: tuple[int, int]  # (h, w) of the frames MediaPipe saw
+    original_shape: tuple[int, int]  # (h, w) of the video
+    seconds: float  # decoding + pose, wall clock
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.keypoint.shape[1])
+
+    @property
+    def persons_per_frame(self) -> np.ndarray:
+        return (self.keypoint_score > 0).any(axis=2).sum(axis=0)
+
+    @property
+    def person_share(self) -> float:
+        """Share of frames in which at least one person was found."""
+        t = self.total_frames
+        return float((self.persons_per_frame >= 1).sum() / t) if t else 0.0
+
+    @property
+    def second_person_share(self) -> float:
+        """Share of frames in which at least two people were found."""
+        t = self.total_frames
+        return float((self.persons_per_frame >= 2).sum() / t) if t else 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.total_frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class PoseExtractor:
+    """Up to ``max_persons`` MediaPipe poses per frame with identities kept across frames.
+
+    One extractor can process many videos one after another (the Pose graphs are reset between them);
+    close it, or use it as a context manager, to free the graphs.
+
+    Args:
+        max_persons: people per frame (1-4); also the ``M`` of every output.
+        max_side: frames are downscaled, aspect kept, so the longer side is at most this before pose
+            estimation (``None``: full size). Keypoints are still given in original-video pixels.
+        min_detection_confidence, min_tracking_confidence: MediaPipe Pose's thresholds.
+        mask_margin: a found person's box is enlarged by this share of its width/height on each side
+            before it is masked for the next slot.
+        max_lost: frames a lost person is remembered for re-acquisition under the same index.
+        min_run: a person seen in fewer than this many consecutive frames is dropped from those frames
+            (leftovers of a masked person flicker in and out for a frame or two; 1 keeps everything).
+        second_search_every: a slot after the first that found nobody searches again only every this
+            many frames (while it tracks somebody it runs on every frame). MediaPipe's person detector
+            costs about as much as its landmark model, so 1 (search every frame) nearly doubles the
+            cost of one-person videos; larger values pick up a second person up to that many frames late.
+    """
+
+    def __init__(
+        self,
+        max_persons: int = 2,
+        max_side: int | None = 640,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        *,
+        mask_margin: float = 0.05,
+        max_lost: int = 15,
+        min_run: int = 3,
+        second_search_every: int = 1,
+    ) -> None:
+        if not 1 <= max_persons <= 4:
+            raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
+        if max_side is not None and max_side < 32:
+            raise ValueError(f"max_side must be at least 32 (or None), got {max_side}")
+        _, mp_pose = import_mediapipe()
+        self.max_persons = max_persons
+        self.max_side = max_side
+        self.mask_margin = mask_margin
+        self.max_lost = max_lost
+        self.min_run = max(1, int(min_run))
+        self.second_search_every = max(1, int(second_search_every))
+        self._idle = [0] * max_persons  # frames each slot still skips before searching again
+        self._slots = [
+            mp_pose.Pose(
+                static_image_mode=False,
+                model_complexity=MODEL_COMPLEXITY,
+                smooth_landmarks=True,
+                enable_segmentation=False,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+            for _ in range(max_persons)
+        ]
+        self._fresh = True
+
+    def close(self) -> None:
+        for pose in self._slots:
+            pose.close()
+        self._slots = []
+
+    def __enter__(self) -> PoseExtractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _reset(self) -> None:
+        if not self._slots:
+            raise RuntimeError("this PoseExtractor is closed")
+        if not self._fresh:
+            for pose in self._slots:
+                pose.reset()
+        self._fresh = False
+        self._idle = [0] * self.max_persons
+
+    def _detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Up to ``max_persons`` people in one RGB frame: (xy normalised [33, 2], visibility [33],
+        world xyz [33, 3] in MediaPipe axes, box in frame pixels [4])."""
+        height, width = frame.shape[:2]
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        image = frame
+        fill: np.ndarray | None = None
+        for k, pose in enumerate(self._slots):
+            if k > 0:
+                if self._idle[k] > 0:
+                    self._idle[k] -= 1
+                    break
+                if fill is None:
+                    fill = frame.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+                    image = frame.copy()
+                x0, y0, x1, y1 = found[-1][3]
+                mx, my = self.mask_margin * (x1 - x0), self.mask_margin * (y1 - y0)
+                image[
+                    max(0, int(y0 - my)) : min(height, int(np.ceil(y1 + my))),
+                    max(0, int(x0 - mx)) : min(width, int(np.ceil(x1 + mx))),
+                ] = fill
+            result = pose.process(image)
+            if result.pose_landmarks is None or result.pose_world_landmarks is None:
+                self._idle[k] = self.second_search_every - 1 if k > 0 else 0
+                break
+            lms = np.array(
+                [(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float64
+            )
+            world = np.array(
+                [(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float64
+            )
+            xy, vis = lms[:, :2], lms[:, 2]
+            box = landmark_box(xy * (width, height), width, height)
+            # A degenerate (fully off-frame) pose, or the same person again (a slot tracking into a
+            # masked area): nobody new.
+            if (
+                (box[2] - box[0]) < 2
+                or (box[3] - box[1]) < 2
+                or any(box_iou(box, f[3]) > 0.5 or contained(box, f[3]) > 0.8 for f in found)
+            ):
+                self._idle[k] = self.second_search_every - 1 if k > 0 else 0
+                break
+            found.append((xy, vis, world, box))
+        return found
+
+    def process_frames(
+        self,
+        frames: Iterable[np.ndarray],
+        original_shape: tuple[int, int] | None = None,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> PoseResult:
+        """Pose of a sequence of RGB uint8 frames (already at processing size).
+
+        ``original_shape`` (h, w) is the size the keypoints are given in (default: the frames' own);
+        ``on_frame(n)`` is called with the number of frames done so far, every 16 frames and at the end.
+        """
+        self._reset()
+        tracker = Tracker(self.max_persons, max_lost=self.max_lost)
+        m = self.max_persons
+        kp: list[np.ndarray] = []
+        score: list[np.ndarray] = []
+        kp3d: list[np.ndarray] = []
+        img_shape: tuple[int, int] | None = None
+        start = time.perf_counter()
+        for t, frame in enumerate(frames):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(
+                    f"frame {t}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
+                )
+            if img_shape is None:
+                img_shape = (int(frame.shape[0]), int(frame.shape[1]))
+                oh, ow = original_shape or img_shape
+            f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
+            f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
+            f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
+            people = self._detect(np.ascontiguousarray(frame))
+            for (xy, vis, world, _), slot in zip(
+                people, tracker.assign(t, [p[3] for p in people]), strict=True
+            ):
+                f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
+                f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
+                # A visible landmark never has score exactly 0, which marks "no person" here.
+                f_score[slot] = np.clip(vis, 1e-6, 1.0)
+                f_3d[slot] = world * (1.0, -1.0, 1.0)  # MediaPipe (x right, y down, z away) -> y up
+            kp.append(f_kp)
+            score.append(f_score)
+            kp3d.append(f_3d)
+            if on_frame is not None and (t + 1) % 16 == 0:
+                on_frame(t + 1)
+        if img_shape is None:
+            raise ValueError("no frames to process")
+        if on_frame is not None:
+            on_frame(len(kp))
+        seconds = time.perf_counter() - start
+        keypoint = np.stack(kp, axis=1)
+        keypoint_score = np.stack(score, axis=1)
+        keypoint_3d = np.stack(kp3d, axis=1)
+        if self.min_run > 1:
+            for person in range(m):
+                present = (keypoint_score[person] > 0).any(axis=1)
+                drop = present & ~drop_short_runs(present, self.min_run)
+                keypoint[person, drop] = 0
+                keypoint_score[person, drop] = 0
+                keypoint_3d[person, drop] = 0
+        # People seen in more frames first (stable, so ties keep first-found-first).
+        order = np.argsort(-(keypoint_score > 0).any(axis=2).sum(axis=1), kind="stable")
+        return PoseResult(
+            keypoint=np.ascontiguousarray(keypoint[order]),
+            keypoint_score=np.ascontiguousarray(keypoint_score[order]),
+            keypoint_3d=np.ascontiguousarray(keypoint_3d[order]),
+            img_shape=img_shape,
+            original_shape=(int(oh), int(ow)),
+            seconds=seconds,
+        )
+
+    def process_video(self, video: str | Path, on_frame: Callable[[int], None] | None = None) -> PoseResult:
+        """Decode ``video`` (streamed, downscaled to ``max_side``) and estimate its poses.
+
+        Raises :class:`~lightact.data.video.VideoDecodeError` for a file that cannot be decoded.
+        """
+        video = Path(video)
+        info = video_info(video)
+        start = time.perf_counter()
+        result = self.process_frames(
+            iter_frames(video, max_side=self.max_side), (info.height, info.width), on_frame=on_frame
+        )
+        result.seconds = time.perf_counter() - start  # include the decoding
+        return result
+
+
+def pose_annotation(result: PoseResult, frame_dir: str, fps: float, label: int = -1) -> dict[str, Any]:
+    """``result`` as one annotation of the skeleton pickle (the keys :func:`extract_pose` lists)."""
+    return {
+        "frame_dir": frame_dir,
+        "total_frames": result.total_frames,
+        "label": int(label),
+        "keypoint": result.keypoint,
+        "keypoint_score": result.keypoint_score,
+        "keypoint_3d": result.keypoint_3d,
+        "img_shape": tuple(int(v) for v in result.img_shape),
+        "original_shape": tuple(int(v) for v in result.original_shape),
+        "fps": float(fps),
+        "layout": LAYOUT,
+    }
+
+
+def extract_pose(
+    video: str | Path, max_persons: int = 2, max_side: int | None = 640, **kwargs: Any
+) -> dict[str, Any]:
+    """One annotation (standard skeleton-pickle schema, ``label`` -1) with the poses of ``video``.
+
+    Keys: ``frame_dir`` (file stem), ``total_frames``, ``label``, ``keypoint`` [M, T, 33, 2] (original
+    pixels), ``keypoint_score`` [M, T, 33], ``keypoint_3d`` [M, T, 33, 3] (metres, y up),
+    ``img_shape`` (h, w of the processed frames), ``original_shape``, ``fps``, ``layout``.
+    ``kwargs`` go to :class:`PoseExtractor`.
+    """
+    video = Path(video)
+    with PoseExtractor(max_persons=max_persons, max_side=max_side, **kwargs) as extractor:
+        result = extractor.process_video(video)
+    return pose_annotation(result, video.stem, video_info(video).fps)

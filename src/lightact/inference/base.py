@@ -1,0 +1,112 @@
+"""What every predictor shares: loading a checkpoint with errors that say what to pass, the model on
+its device with its class names, one check of the ``window``/``stride``/``topk`` options, and the
+:class:`~lightact.inference.files.InputFiles` that :func:`lightact.inference.predict_path` reads."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightact.engine.checkpoint import load_model, read_meta
+from lightact.inference.files import InputFiles
+from lightact.models.weights import resolve_weights_path
+
+__all__ = ["Predictor", "checkpoint_meta", "load_checkpoint"]
+
+_WHAT_TO_PASS = "pass a lightact work directory (holding model.safetensors) or its model.safetensors file"
+_REQUIRED_KEYS = ("classes", "kwargs", "input_format", "model")
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The model description stored in a work directory's (or a file's) ``model.safetensors``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}: {_WHAT_TO_PASS}")
+    try:
+        meta = read_meta(resolve_weights_path(path))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}: {_WHAT_TO_PASS}") from None
+    except json.JSONDecodeError as err:
+        raise _unreadable(path, err) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a lightact model: its model description is not a mapping")
+    for key in _REQUIRED_KEYS:
+        if key not in meta:
+            raise ValueError(f"{path} is not a lightact model: its description has no {key!r}")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode, meta)`` from a work directory or its ``model.safetensors``."""
+    checkpoint_meta(path)  # a clear error before anything is built
+    try:
+        return load_model(path)
+    except (KeyError, TypeError) as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: str | Path, err: Exception) -> ValueError:
+    return ValueError(f"{path} is not a lightact model: its model description is unreadable ({err!r})")
+
+
+def _positive(value: Any, what: str, unit: str) -> int | float | None:
+    """``value`` as a positive number of ``unit`` (frames: whole numbers), or ``None`` for none."""
+    if value is None:
+        return None
+    kinds = (int, np.integer) if unit == "frames" else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive number of {unit}, got {value!r}")
+    return int(value) if unit == "frames" else float(value)
+
+
+class Predictor:
+    """Base of the four predictors (``SkeletonRecognizer``, ``VideoRecognizer``, ``ImageRecognizer``,
+    ``LongVideoRecognizer``); :class:`lightact.inference.Recognizer` picks one from a checkpoint.
+
+    A subclass sets the class attributes below and provides ``predict(x, window=..., stride=...,
+    topk=...)`` (called by keyword), which returns a :class:`~lightact.inference.Prediction`, or a
+    list of them for an input holding several samples.
+    """
+
+    modality: ClassVar[str]  # the checkpoint's meta["modality"]
+    inputs: ClassVar[InputFiles]  # what predict_path reads from a folder
+    window_unit: ClassVar[str] = "frames"  # what window and stride count: "frames" or "seconds"
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        self.check_modality(meta)
+        self.meta = meta
+        self.classes: list[str] = [str(c) for c in meta["classes"]]
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    @classmethod
+    def check_modality(cls, meta: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another modality than this predictor's."""
+        found = meta.get("modality", "skeleton")  # checkpoints from before other modalities say none
+        if found != cls.modality:
+            raise ValueError(
+                f"this checkpoint holds a {found} model; {cls.__name__} predicts with {cls.modality} ones"
+            )
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """Load a work directory or its ``model.safetensors``."""
+        model, meta = load_checkpoint(path)
+        return cls(model, meta, device)
+
+    def check_options(
+        self, window: Any, stride: Any, topk: Any
+    ) -> tuple[int | float | None, int | float | None, int]:
+        """``window`` and ``stride`` as positive numbers of :attr:`window_unit` (``None``: the
+        predictor's default), ``topk`` as a positive integer; anything else is a ``ValueError``."""
+        window = _positive(window, "window", self.window_unit)
+        stride = _positive(stride, "stride", self.window_unit)
+        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
+            raise ValueError(f"topk must be a positive integer, got {topk!r}")
+        return window, stride, int(topk)
