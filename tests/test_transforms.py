@@ -310,6 +310,7 @@ def all_transforms(layout: Layout = NTU25) -> list:
             {"name": "random_temporal_crop", "min_ratio": 0.4, "max_ratio": 0.9},
             {"name": "temporal_resample", "length": 17},
             {"name": "temporal_resample", "length": 5, "random_offset": False},
+            "drop_unseen_frames",
         ],
         layout,
     ).transforms
@@ -410,3 +411,16 @@ def test_build_transforms_needs_a_layout_for_layout_transforms():
         build_transforms("center", NTU25)
     with pytest.raises(ValueError, match="align_view.*spine"):
         build_transforms(["align_view"], load_layout_yaml(EXAMPLE_YAML))
+
+
+def test_drop_unseen_frames_keeps_the_frames_someone_is_seen_in():
+    keypoint = np.ones((2, 6, 25, 3), dtype=np.float32) * np.arange(6)[None, :, None, None]
+    keypoint[:, [0, 3]] = 0  # nobody in frames 0 and 3
+    keypoint[1, 4] = 0  # frame 4: only person 0
+    score = np.ones((2, 6, 25), dtype=np.float32)
+    out = build_transforms(["drop_unseen_frames"])(
+        {"keypoint": keypoint, "keypoint_score": score, "total_frames": 6}
+    )
+    np.testing.assert_array_equal(out["keypoint"][0, :, 0, 0], [1, 2, 4, 5])
+    np.testing.assert_array_equal(out["keypoint"][1, :, 0, 0], [1, 2, 0, 5])
+    assert out["keypoint_score"].shape == (2, 4, 25) and out["total_frames"] == 4

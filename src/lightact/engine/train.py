@@ -27,7 +27,7 @@ from lightact.engine.module import ActionModule, ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports, write_sample_predictions
 from lightact.models.registry import create_model, model_entry
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained
-from lightact.utils import progress_bar
+from lightact.utils import available_cores, progress_bar
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
@@ -132,8 +132,9 @@ def build_trainer(
     cfg: ExperimentConfig,
     work_dir: Path,
     callbacks: list[L.Callback] = (),
-    monitor: tuple[str, str] = ClassificationModule.monitor,
+    monitor: tuple[str, str] | None = ClassificationModule.monitor,
 ) -> L.Trainer:
+    """The Lightning trainer; ``monitor`` None: no validation loop, only the last checkpoint kept."""
     t = cfg.trainer
     ddp = t.strategy.startswith("ddp")
     bars = [ProgressBar(leave=True)] if t.progress_bar else []
@@ -157,12 +158,13 @@ def build_trainer(
             ModelCheckpoint(
                 dirpath=work_dir / "checkpoints",
                 filename="best-{epoch:03d}",
-                monitor=monitor[0],
-                mode=monitor[1],
+                monitor=monitor[0] if monitor else None,
+                mode=monitor[1] if monitor else "min",
                 save_last=True,
-                save_top_k=1,
+                save_top_k=1 if monitor else 0,
             ),
         ],
+        limit_val_batches=None if monitor else 0,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=t.progress_bar,
         # Lightning's table counts FLOPs only with an example input, which lightact's models take
@@ -174,6 +176,19 @@ def build_trainer(
         deterministic=False,
         log_every_n_steps=1,
     )
+
+
+def intra_op_threads(setting: int | str | None) -> int | None:
+    """The torch thread count ``trainer.num_threads`` asks for (None: leave torch's default).
+
+    "auto" is half the CPUs this process may use, at least one: where cores run two hardware
+    threads that is one per physical core, and it leaves room for loader workers and other
+    processes, whose competition for the CPUs makes each of torch's parallel regions wait for its
+    slowest thread (on a busy 2-CPU machine training ran several times slower with 2 threads).
+    """
+    if setting == "auto":
+        return max(1, available_cores() // 2)
+    return setting
 
 
 def train(
@@ -193,8 +208,9 @@ def train(
             f"{work_dir} already holds a run: pass --resume to continue it, or another work dir "
             "(--set work_dir=DIR)"
         )
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
+    threads = intra_op_threads(cfg.trainer.num_threads)
+    if threads:
+        torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     entry = model_entry(cfg.model.name)
@@ -203,6 +219,7 @@ def train(
             f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
         )
     data = build_datamodule(cfg, entry.input_format)
+    data.check_splits()
     data.prepare_data()  # the model's arguments may come from the data (classes, feature widths)
     kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
@@ -222,7 +239,7 @@ def train(
             )
     module = build_module(cfg, model, data)
     with quiet_lightning(cfg.trainer.verbose, resume):
-        trainer = build_trainer(cfg, work_dir, callbacks, module.monitor)
+        trainer = build_trainer(cfg, work_dir, callbacks, module.monitor if data.has_validation else None)
         if trainer.is_global_zero:
             work_dir.mkdir(parents=True, exist_ok=True)
             dump_config(cfg, work_dir / CONFIG_FILE_NAME)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from lightact.data.skeleton.layouts import Layout, get_layout
 from lightact.models.layers import (
     FeedForward,
+    PackedTemporalConv,
     SegmentedLinearAttention,
     SparseGraphAttention,
     k_hop_neighbours,
@@ -65,14 +66,42 @@ class AttentionBranch(nn.Module):
         return self.norm2(h + self.drop(self.ffn(h)))
 
 
+class LocalGlobalTemporal(nn.Module):
+    """Segmented linear attention plus a short depthwise convolution over each clip's frames."""
+
+    def __init__(self, dim: int, heads: int, kernel: int) -> None:
+        super().__init__()
+        self.attention = SegmentedLinearAttention(dim, heads)
+        self.local = PackedTemporalConv(dim, kernel)
+
+    def forward(self, x: Tensor, segments: list[int] | int | None, clips: list[int] | None) -> Tensor:
+        return self.attention(x, segments) + self.local(x, clips)
+
+
 class STARBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, neighbours: Tensor, valid: Tensor, dropout: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        neighbours: Tensor,
+        valid: Tensor,
+        dropout: float,
+        temporal_kernel: int = 0,
+    ) -> None:
         super().__init__()
         self.spatial = AttentionBranch(SparseGraphAttention(dim, heads, neighbours, valid), dim, dropout)
-        self.temporal = AttentionBranch(SegmentedLinearAttention(dim, heads), dim, dropout)
+        temporal = (
+            LocalGlobalTemporal(dim, heads, temporal_kernel)
+            if temporal_kernel
+            else SegmentedLinearAttention(dim, heads)
+        )
+        self.temporal = AttentionBranch(temporal, dim, dropout)
+        self.local_temporal = bool(temporal_kernel)
 
-    def forward(self, x: Tensor, lengths: list[int] | int | None) -> Tensor:
-        return self.spatial(x) + self.temporal(x, lengths)
+    def forward(self, x: Tensor, lengths: list[int] | int | None, clips: list[int] | None = None) -> Tensor:
+        """``lengths``: the attention's segments; ``clips``: the clips' lengths (None: one clip)."""
+        context = (lengths, clips) if self.local_temporal else (lengths,)
+        return self.spatial(x) + self.temporal(x, *context)
 
 
 class GatedMeanPool(nn.Module):
@@ -119,6 +148,13 @@ class STAR(nn.Module):
     ``dropout`` acts in the classifier head, as in the authors' recipe; ``block_dropout`` inside the
     transformer blocks is off by default because on CPU drawing a mask for every joint of every
     frame costs as much as the attention itself.
+
+    ``joint_embedding`` adds a learned vector per joint to the embedded input (the authors' code has
+    none: there the shared ``Linear(9 -> C)`` gives symmetric joints the same embedding for the
+    same coordinates, so attention can tell a left hand from a right one only by where it is).
+    ``temporal_kernel`` > 0 adds a depthwise convolution of that many frames to every temporal
+    branch (:class:`PackedTemporalConv`): linear attention alone sees frame order only through the
+    position code.
     """
 
     def __init__(
@@ -134,6 +170,8 @@ class STAR(nn.Module):
         head_hidden: int = 128,
         dropout: float = 0.4,
         block_dropout: float = 0.0,
+        joint_embedding: bool = False,
+        temporal_kernel: int = 0,
     ) -> None:
         super().__init__()
         layout = get_layout(layout) if isinstance(layout, str) else layout
@@ -144,8 +182,11 @@ class STAR(nn.Module):
 
         self.input_norm = nn.BatchNorm1d(self.num_joints * in_channels)
         self.embed = nn.Linear(in_channels, dim)
+        self.joint_embed = nn.Parameter(torch.zeros(self.num_joints, dim)) if joint_embedding else None
+        if self.joint_embed is not None:
+            nn.init.trunc_normal_(self.joint_embed, std=0.02)
         self.blocks = nn.ModuleList(
-            STARBlock(dim, heads, neighbours, valid, block_dropout) for _ in range(depth)
+            STARBlock(dim, heads, neighbours, valid, block_dropout, temporal_kernel) for _ in range(depth)
         )
         self.pool = GatedMeanPool(dim)
         self.head = nn.Sequential(
@@ -163,13 +204,18 @@ class STAR(nn.Module):
                 f"got {list(x.shape)}: is the data's joint layout the one the model was built for?"
             )
 
+    def _embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``[F, V, C_in]`` and each frame's index in its clip -> tokens ``[F, V, dim]``."""
+        x = self.embed(x) + sinusoidal_code(positions, self.embed.out_features)[:, None]
+        return x if self.joint_embed is None else x + self.joint_embed
+
     def forward_clip(self, x: Tensor) -> Tensor:
         """One clip ``[F, V, C]`` -> logits ``[1, num_classes]``; equal to ``forward`` with all-zero
         clip ids, but built from tensor operations only, so that tracing keeps ``F`` dynamic."""
         self._check_input(x)
         x = self.input_norm(x.flatten(1)).view_as(x)
         positions = torch.ones_like(x[:, 0, 0]).cumsum(0) - 1  # 0..F-1 without reading F into Python
-        x = self.embed(x) + sinusoidal_code(positions, self.embed.out_features)[:, None]
+        x = self._embed(x, positions)
         for block in self.blocks:
             x = block(x, self.segment_length)
         return self.head(self.pool.forward_single(x))
@@ -200,13 +246,10 @@ class STAR(nn.Module):
         frames, joints, channels = x.shape
         lengths = clip_lengths(clip_ids)
         x = self.input_norm(x.reshape(frames, -1)).view(frames, joints, channels)
-        x = (
-            self.embed(x)
-            + sinusoidal_code(positions_in_clip(lengths, x.device), self.embed.out_features)[:, None]
-        )
+        x = self._embed(x, positions_in_clip(lengths, x.device))
         segments = segment_lengths(lengths, self.segment_length)
         for block in self.blocks:
-            x = block(x, segments)
+            x = block(x, segments, lengths)
         return self.head(self.pool(x, clip_ids, len(lengths)))
 
 
@@ -314,3 +357,15 @@ def star_64(**kwargs) -> STAR:
 def star_128(**kwargs) -> STAR:
     """STAR, width 128 (~1.26 M parameters on NTU-60)."""
     return STAR(**{"dim": 128, **kwargs})
+
+
+@register_model("star_64_paper", _SPEC)
+def star_64_paper(**kwargs) -> STAR:
+    """STAR-64 as the paper and its code have it: no joint embedding, no temporal convolution."""
+    return STAR(**{"dim": 64, "joint_embedding": False, "temporal_kernel": 0, **kwargs})
+
+
+@register_model("star_128_paper", _SPEC)
+def star_128_paper(**kwargs) -> STAR:
+    """STAR-128 as the paper and its code have it: no joint embedding, no temporal convolution."""
+    return STAR(**{"dim": 128, "joint_embedding": False, "temporal_kernel": 0, **kwargs})

@@ -18,6 +18,10 @@ from lightact.data.skeleton.pickle_io import safe_load_pickle
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
 
+class SplitError(ValueError):
+    """A config names a split the annotation file does not have."""
+
+
 def load_split(data: dict | str | Path, split: str) -> tuple[list[dict], list[str] | None]:
     """The annotations of one split (all of them when the file has no split lists) and the class
     names when the file carries them."""
@@ -33,6 +37,44 @@ def load_split(data: dict | str | Path, split: str) -> tuple[list[dict], list[st
         return annotations, data.get("classes")
     wanted = set(splits[split])
     return [a for a in annotations if a["frame_dir"] in wanted], data.get("classes")
+
+
+def hold_out(
+    annotations: Sequence[dict], fraction: float, seed: int, group: str | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Split ``annotations`` into (kept, held out) with about ``fraction`` of them held out.
+
+    Without ``group`` the hold-out is stratified: ``round(fraction * n)`` samples of each class (at
+    least one of a class with two or more). With ``group`` (an annotation key such as ``subject``)
+    whole groups are held out, ``round(fraction * groups)`` of them (at least one), so validation sees
+    only people training does not, as a cross-subject test does. Seeded: the same seed, the same split.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    if group is not None:
+        missing = [a["frame_dir"] for a in annotations if group not in a]
+        if missing:
+            raise ValueError(f"data.val_group {group!r}: sample {missing[0]!r} has no such field")
+        values = sorted({str(a[group]) for a in annotations})
+        if len(values) < 2:
+            raise ValueError(f"data.val_group {group!r}: only one value ({values}), nothing to hold out")
+        count = min(len(values) - 1, max(1, round(fraction * len(values))))
+        held = {values[i] for i in rng.permutation(len(values))[:count]}
+        is_held = [str(a[group]) in held for a in annotations]
+    else:
+        is_held = [False] * len(annotations)
+        by_label: dict[int, list[int]] = {}
+        for i, a in enumerate(annotations):
+            by_label.setdefault(int(a["label"]), []).append(i)
+        for label in sorted(by_label):
+            members = by_label[label]
+            count = min(len(members) - 1, max(1, round(fraction * len(members))))
+            for i in rng.permutation(members)[:count]:
+                is_held[i] = True
+    kept = [a for a, h in zip(annotations, is_held, strict=True) if not h]
+    held_out = [a for a, h in zip(annotations, is_held, strict=True) if h]
+    return kept, held_out
 
 
 class SkeletonDataset(Dataset):

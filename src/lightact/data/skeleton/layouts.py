@@ -21,6 +21,10 @@ class Layout:
 
     ``bones`` lists ``(child, parent)`` index pairs forming a tree (or forest) over the joints;
     joints without a parent are roots, whose bone vector is zero.
+
+    ``spine`` (bottom, top) and ``shoulders`` (left, right) optionally name the joints that
+    body-centred transforms (``align_view``, ``normalize_scale``) measure; each end is a group of
+    joint indices standing for their mean. Left out, those transforms look joints up by name.
     """
 
     name: str
@@ -28,6 +32,8 @@ class Layout:
     bones: tuple[tuple[int, int], ...]
     center: int
     flip_pairs: tuple[tuple[int, int], ...] = field(default=())
+    spine: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    shoulders: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         v = len(self.joints)
@@ -44,6 +50,12 @@ class Layout:
         for a, b in self.flip_pairs:
             if not (0 <= a < v and 0 <= b < v):
                 raise ValueError(f"layout {self.name!r}: flip pair ({a}, {b}) is out of range")
+        for key in ("spine", "shoulders"):
+            pair = getattr(self, key)
+            if pair is None:
+                continue
+            if len(pair) != 2 or not all(pair) or not all(0 <= j < v for end in pair for j in end):
+                raise ValueError(f"layout {self.name!r}: {key} {pair} is not a pair of joints in range")
         self._check_acyclic()
 
     def _check_acyclic(self) -> None:
@@ -102,8 +114,10 @@ class Layout:
         return perm
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (how a trained model's metadata stores a custom layout)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain JSON-ready data (how a trained model's metadata stores a custom layout); a spine or
+        shoulders the layout does not name is left out, so such layouts read as before."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in data.items() if v is not None or k not in ("spine", "shoulders")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Layout:
@@ -114,6 +128,8 @@ class Layout:
             bones=tuple(tuple(b) for b in data["bones"]),
             center=data["center"],
             flip_pairs=tuple(tuple(p) for p in data["flip_pairs"]),
+            # Layouts saved before spine/shoulders existed have neither.
+            **{k: tuple(tuple(end) for end in data[k]) for k in ("spine", "shoulders") if data.get(k)},
         )
 
 
@@ -230,7 +246,8 @@ def get_layout(name_or_path: str | Path) -> Layout:
 
 def load_layout_yaml(path: str | Path) -> Layout:
     """Read a user layout: ``name``, ``joints`` (names), ``bones`` ([child, parent] by name or index),
-    ``center`` and optional ``flip_pairs``."""
+    ``center``, and optional ``flip_pairs``, ``spine`` ([bottom, top]) and ``shoulders`` ([left,
+    right]), where each end of a spine or shoulder pair is a joint or a list of joints (their mean)."""
     import yaml
 
     path = Path(path)
@@ -239,7 +256,7 @@ def load_layout_yaml(path: str | Path) -> Layout:
     spec = yaml.safe_load(path.read_text())
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a layout file must hold a mapping")
-    unknown = set(spec) - {"name", "joints", "bones", "center", "flip_pairs"}
+    unknown = set(spec) - {"name", "joints", "bones", "center", "flip_pairs", "spine", "shoulders"}
     if unknown:
         raise ValueError(f"{path}: unknown layout key(s) {sorted(unknown)}")
     for key in ("joints", "bones", "center"):
@@ -255,12 +272,22 @@ def load_layout_yaml(path: str | Path) -> Layout:
             raise ValueError(f"{path}: unknown joint {j!r}")
         return index[j]
 
+    def joint_pair(key: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        pair = spec.get(key)
+        if pair is None:
+            return None
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"{path}: layout key {key!r} must be a pair [a, b] of joints, got {pair!r}")
+        return tuple(tuple(resolve(j) for j in (end if isinstance(end, list) else [end])) for end in pair)
+
     return Layout(
         name=str(spec.get("name", path.stem)),
         joints=tuple(joints),
         bones=tuple((resolve(c), resolve(p)) for c, p in spec["bones"]),
         center=resolve(spec["center"]),
         flip_pairs=tuple((resolve(a), resolve(b)) for a, b in spec.get("flip_pairs", []) or []),
+        spine=joint_pair("spine"),
+        shoulders=joint_pair("shoulders"),
     )
 
 

@@ -148,17 +148,23 @@ def _find(layout: Layout, candidates: Sequence[str | tuple[str, ...]]) -> str | 
 
 
 def default_spine(layout: Layout) -> tuple[JointRef, JointRef] | None:
-    """(bottom, top) of the spine found by joint name, or ``None``.
+    """(bottom, top) of the spine: the layout's own ``spine`` when it names one, else found by joint
+    name, or ``None``.
 
     NTU25: spine_base -> spine_shoulder; OpenPose18: mid-hip -> neck; COCO17 / MediaPipe33:
     mid-hip -> mid-shoulder.
     """
+    if layout.spine is not None:
+        return layout.spine
     bottom, top = _find(layout, _SPINE_BOTTOM), _find(layout, _SPINE_TOP)
     return None if bottom is None or top is None else (bottom, top)
 
 
 def default_shoulders(layout: Layout) -> tuple[JointRef, JointRef] | None:
-    """(left, right) shoulders found by joint name, or ``None``."""
+    """(left, right) shoulders: the layout's own ``shoulders`` when it names them, else found by
+    joint name, or ``None``."""
+    if layout.shoulders is not None:
+        return layout.shoulders
     left, right = _find(layout, _LEFT_SHOULDER), _find(layout, _RIGHT_SHOULDER)
     return None if left is None or right is None else (left, right)
 
@@ -175,7 +181,8 @@ def _joint_pair(
         if found is None:
             raise ValueError(
                 f"{owner}: layout {layout.name!r} has no joints named like a {arg} "
-                f"(looked for {default.__name__}'s names); pass {arg}=(a, b) with joint names or indices"
+                f"(looked for {default.__name__}'s names); name them in the layout YAML ({arg}: [a, b]) "
+                f"or pass {arg}=(a, b) with joint names or indices"
             )
         given = found
     if isinstance(given, (str, int)) or len(given) != 2:
@@ -541,6 +548,19 @@ class TemporalResample:
         return _take_frames(sample, self.indices(_num_frames(sample, "TemporalResample"), rng))
 
 
+@dataclass
+class DropUnseenFrames:
+    """Remove the frames in which no person is seen (all coordinates zero), e.g. the runs a Kinect
+    lost track in, so that resampling or padding never spends frames on nothing. A sample with no
+    seen frame at all is left as it is."""
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        seen = seen_mask(_keypoint(sample)).any(axis=0)
+        if seen.all() or not seen.any():
+            return _take_frames(sample, np.arange(len(seen)))
+        return _take_frames(sample, np.flatnonzero(seen))
+
+
 # ---------------------------------------------------------------------------------------------------
 # composition and config
 
@@ -575,6 +595,7 @@ TRANSFORMS: dict[str, type] = {
     "random_flip": RandomFlip,
     "random_temporal_crop": RandomTemporalCrop,
     "temporal_resample": TemporalResample,
+    "drop_unseen_frames": DropUnseenFrames,
 }
 
 

@@ -56,14 +56,18 @@ class SparseGraphAttention(nn.Module):
         allowed = torch.zeros(joints, joints, dtype=torch.bool)
         allowed[torch.arange(joints)[:, None].expand_as(neighbours)[valid], neighbours[valid]] = True
         self.register_buffer("allowed", allowed, persistent=False)  # [V, V]
+        # The same mask as an additive bias: CPU's fused attention runs faster with it than with a
+        # boolean mask, and faster still on contiguous q, k, v.
+        bias = torch.zeros(joints, joints).masked_fill(~allowed, float("-inf"))
+        self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [F, V, C]`` -> ``[F, V, C]``."""
         frames, joints, dim = x.shape
         qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
         if self.kernel == "masked":
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [F, H, V, d] each
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.allowed)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # [F, H, V, d] each
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias)
             return out.transpose(1, 2).reshape(frames, joints, dim)
         q, k, v = qkv.unbind(2)
         width = self.invalid.shape[-1]

@@ -58,6 +58,13 @@ class SegmentedLinearAttention(nn.Module):
             out = self._attend(q, k, v)
         elif isinstance(lengths, int):
             out = self._attend_fixed_segments(q, k, v, lengths)
+        elif len(set(lengths)) == 1:  # equal segments (resampled clips): one batched call
+            n, size = len(lengths), lengths[0]
+
+            def per_segment(t: Tensor) -> Tensor:  # [B, n * size, d] -> [B * n, size, d]
+                return t.reshape(t.shape[0] * n, size, t.shape[-1])
+
+            out = self._attend(per_segment(q), per_segment(k), per_segment(v)).reshape(q.shape[0], frames, -1)
         else:
             segments = zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)
             out = torch.cat([self._attend(qs, ks, vs) for qs, ks, vs in segments], dim=1)
