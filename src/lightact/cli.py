@@ -8,16 +8,52 @@ Commands by what they do: running a model (``train``, ``eval``, ``predict``); mo
 from __future__ import annotations
 
 import json
-import pickle
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from lightact.errors import DataError, UsageError, check_writable_dir
+
+
+class _Commands(TyperGroup):
+    """The command group. A user's mistake (a bad option, config key or input file, a full disk)
+    ends in one line on stderr naming the problem, the file and the sample or key, exit 2 for usage
+    and configuration, 1 for data (:func:`lightact.errors.user_message`); ``--debug`` anywhere on
+    the line (or LIGHTACT_DEBUG=1) shows the traceback instead. Here rather than in :func:`main`,
+    so that tests invoking ``app`` see what users see."""
+
+    def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        import os
+        import sys
+
+        from lightact.errors import user_message
+
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or os.environ.get("LIGHTACT_DEBUG", "") not in ("", "0")
+        try:
+            return super().main([a for a in args if a != "--debug"], *rest, **kwargs)
+        except Exception as err:
+            if debug:
+                raise
+            known = user_message(err)
+            if known is None:  # a bug: still one line, with the way to the traceback
+                first = f"{type(err).__name__}: {str(err).strip() or repr(err)}".splitlines()[0]
+                line, code = f"lightact: internal error: {first} (rerun with --debug for the traceback)", 1
+            else:
+                line, code = known
+            print(line, file=sys.stderr, flush=True)
+            sys.exit(code)
+
 
 app = typer.Typer(
-    help="Efficient transformer-based human action recognition.",
+    cls=_Commands,
+    help="Efficient transformer-based human action recognition. Add --debug to any command to see "
+    "the traceback of an error.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -33,6 +69,7 @@ ConfigArg = Annotated[Path | None, typer.Argument(help="Experiment YAML; none = 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Dotted override, e.g. model.dim=128.")]
 # Commands that take key=value words beyond --set, or (bench) parse their own arguments.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+_OVERRIDE = re.compile(r"[A-Za-z_][\w.-]*=")
 
 
 def _config(config: Path | None, overrides: list[str] | None, extra: list[str] = ()):
@@ -41,17 +78,13 @@ def _config(config: Path | None, overrides: list[str] | None, extra: list[str] =
     from lightact.config import ConfigError, load_config
 
     overrides = [*(overrides or []), *extra]
-    if config is not None and "=" in config.name and not config.exists():
+    # The key of an override is a dotted name; its value may be a path (``data.path=/x/y.pkl``).
+    if config is not None and not config.exists() and _OVERRIDE.match(str(config)):
         config, overrides = None, [str(config), *overrides]
-    stray = [o for o in overrides if "=" not in o]
+    stray = [o for o in overrides if not _OVERRIDE.match(o)]
     if stray:
-        console.print(f"[red]unexpected argument(s) {stray}: overrides are key.path=value[/red]")
-        raise typer.Exit(2)
-    try:
-        return load_config(config, overrides)
-    except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        raise ConfigError(f"unexpected argument(s) {stray}: overrides are key.path=value")
+    return load_config(config, overrides)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -138,13 +171,8 @@ def predict(
     models, as clips for video models, as features for long-video models), skeleton files, images."""
     from lightact.inference import predict_path
 
-    try:
-        predictions = predict_path(
-            checkpoint, input, window, stride, topk, out, device=device, skip_errors=True
-        )
-    except (ValueError, OSError, pickle.UnpicklingError) as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+    check_writable_dir(out, "--out")
+    predictions = predict_path(checkpoint, input, window, stride, topk, out, device=device, skip_errors=True)
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
     console.print(f"JSON and timeline PNGs in [bold]{out}[/bold]")
@@ -200,8 +228,9 @@ def export(
     from lightact.export import ExportError, check_all_models, export_model
 
     if format != "onnx":
-        console.print(f"[red]unsupported format {format!r}: only onnx[/red]")
-        raise typer.Exit(2)
+        raise UsageError(f"unsupported format {format!r}: only onnx")
+    if out is not None:
+        check_writable_dir(out if all_models else out.parent, "--out")
     if all_models:
         rows = check_all_models(out or Path("onnx_export_check"), tolerance=tolerance)
         table = Table(title=f"ONNX export of every registered model (tolerance {tolerance:g})")
@@ -213,13 +242,11 @@ def export(
         console.print(table)
         return
     if source is None:
-        console.print("[red]give a model name or checkpoint, or --all[/red]")
-        raise typer.Exit(2)
+        raise UsageError("give a model name or checkpoint, or --all")
     try:
         result = export_model(source, out, dynamic, tolerance=tolerance, opset=opset)
-    except (ExportError, KeyError, FileNotFoundError, ValueError) as err:
-        console.print(f"export failed: {err}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    except ExportError as err:
+        raise DataError(f"export of {source} failed: {err}") from None
     shapes = " and ".join("x".join(map(str, s)) for s in result.input_shapes_checked)
     axes = ", ".join(result.dynamic_axes.values()) or "none (static shapes)"
     console.print(
@@ -252,15 +279,9 @@ def pose(
     ] = 640,
 ) -> None:
     """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
-    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
+    from lightact.data.skeleton.pose import run_pose
 
-    try:
-        stats = run_pose(
-            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
-        )
-    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+    stats = run_pose(inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side)
     table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
     for column in ("video", "frames", "person found", "second person", "fps"):
         table.add_column(column, justify="left" if column == "video" else "right")
@@ -275,7 +296,9 @@ def pose(
         )
     console.print(table)
     for failure in stats["failed"]:
-        console.print(f"[red]failed: {failure['video']}: {failure['error']}[/red]")
+        console.print(f"failed: {failure['video']}: {failure['error']}", markup=False, style="red")
+    if not stats["written"]:
+        raise DataError(f"every video failed, so {out} was not written (an earlier one is kept)")
     console.print(f"wrote {out}")
     if stats["failed"]:
         raise typer.Exit(1)
@@ -314,18 +337,18 @@ def extract_features_command(
     options = {name: value for name, value in locals().items() if name in ExtractionSettings.model_fields}
     try:
         settings = ExtractionSettings.from_values(**options)
-        summary = extract_features(
-            videos,
-            out,
-            settings,
-            device=device,
-            batch_size=batch_size,
-            clip_batch_size=clip_batch_size,
-            progress=True,
-        )
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        console.print(str(err), style="red", markup=False)
-        raise typer.Exit(2) from None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    check_writable_dir(out, "--out")
+    summary = extract_features(
+        videos,
+        out,
+        settings,
+        device=device,
+        batch_size=batch_size,
+        clip_batch_size=clip_batch_size,
+        progress=True,
+    )
     console.print(
         f"rank {summary['rank']}/{summary['world_size']}: {summary['shard']} of {summary['videos']} "
         f"video(s), "
@@ -350,10 +373,16 @@ def validate(
     """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
     from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
 
+    if not file.is_file():
+        raise FileNotFoundError(f"annotation file {file} does not exist")
     problems = validate_annotations(file, num_classes=num_classes)
     if not problems:
         console.print(f"{file}: no problems found")
         return
+    if [p.kind for p in problems] == ["unreadable"]:
+        raise DataError(problems[0].message)
+    errors = sum(p.severity == "error" for p in problems)
+    console.print(f"{file}: {errors} error(s), {len(problems) - errors} warning(s)", markup=False)
     console.print(format_problems(problems), markup=False, highlight=False)
     if has_errors(problems):
         raise typer.Exit(1)
@@ -434,8 +463,7 @@ def synth_video(
     try:
         written = write_video_dataset(out, samples_per_class, seed, num_frames, size, val_fraction)
     except ValueError as err:
-        console.print(f"[red]{err}[/red]", markup=False)
-        raise typer.Exit(2) from None
+        raise UsageError(str(err)) from None
     counts = {k: len(v.read_text().splitlines()) for k, v in written.items() if k != "classes"}
     console.print(
         f"wrote {sum(counts.values())} clips ({', '.join(f'{k}: {v}' for k, v in counts.items())}) to {out}; "
@@ -460,8 +488,7 @@ def synth_image(
     try:
         data = generate_image_dataset(samples_per_class, seed, size, test_fraction)
     except ValueError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
+        raise UsageError(str(err)) from None
     counts = write_image_folder(data, out)
     sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
     console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
@@ -485,8 +512,7 @@ def synth_longvideo(
             videos_per_class=videos_per_class, duration_s=duration, seed=seed, val_fraction=val_fraction
         )
     except ValueError as err:
-        console.print(str(err), style="red", markup=False)
-        raise typer.Exit(2) from None
+        raise UsageError(str(err)) from None
     summary = generate_longvideo_dataset(out, spec, progress=True)
     console.print(
         f"{summary['videos']} videos ({summary['written']} written, the rest already there) of "
@@ -519,12 +545,15 @@ def convert_ntu(
     )
     for name, ids in stats["splits"].items():
         console.print(f"  {name}: {ids}")
+    for message in stats["errors"].values():  # every file that failed, each naming its line
+        console.print(f"failed: {message}", markup=False, highlight=False, style="red")
     if stats["failed"]:
         raise typer.Exit(1)
 
 
 def main() -> None:
-    app()
+    """The ``lightact`` command (the entry point); see :class:`_Commands` for how errors end."""
+    app(prog_name="lightact")
 
 
 if __name__ == "__main__":

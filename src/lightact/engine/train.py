@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,13 @@ from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weig
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
 from lightact.engine.module import ActionModule, ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports
+from lightact.errors import UsageError, check_writable_dir
 from lightact.models.registry import create_model, model_entry
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained
+from lightact.utils import check_unlocked, exclusive_lock
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
+LOCK_FILE = ".lock"  # held by the run that uses the work directory
 
 
 def build_module(cfg: ExperimentConfig, model: nn.Module, data: ActionDataModule) -> ActionModule:
@@ -107,6 +112,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
     """Train, then evaluate on the test split; returns the work directory."""
     work_dir = cfg.resolved_work_dir
     last = work_dir / LAST_CHECKPOINT
+    # Everything that can be checked is, before the work directory is made or a long step starts.
+    check_writable_dir(work_dir, "work_dir")
+    if _first_process():  # the other ranks a launcher starts run while rank 0 holds the lock
+        check_unlocked(work_dir / LOCK_FILE, f"work_dir {work_dir}")
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {last}; start the run without --resume")
     if not resume and last.is_file():
@@ -119,11 +128,12 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
 
     entry = model_entry(cfg.model.name)
     if entry.modality != cfg.data.kind:
-        raise ValueError(
+        raise UsageError(
             f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
         )
     data = build_datamodule(cfg, entry.input_format)
     data.prepare_data()  # the model's arguments may come from the data (classes, feature widths)
+    data.check()
     kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
@@ -136,27 +146,49 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: list[L.Callbac
             )
     module = build_module(cfg, model, data)
     trainer = build_trainer(cfg, work_dir, callbacks, module.monitor)
+    # One run per work directory at a time: rank 0 holds its lock for the whole run.
+    lock = (
+        exclusive_lock(work_dir / LOCK_FILE, f"work_dir {work_dir}")
+        if trainer.is_global_zero
+        else nullcontext()
+    )
+    with lock:
+        _fit(cfg, trainer, module, data, work_dir, last if resume else None)
+        if trainer.is_global_zero:
+            meta = {
+                "model": cfg.model.name,
+                "kwargs": _json_arguments(kwargs),
+                "classes": data.class_names,
+                "modality": entry.modality,
+                "input_format": entry.input_format,
+                "task": data.task,
+                "data": data.inference_meta(),
+            }
+            save_weights(module.model, work_dir / WEIGHTS_FILE, meta)
+            evaluate(cfg, work_dir, data=data)
+    return work_dir
+
+
+def _first_process() -> bool:
+    """Whether this is the process a user started, not a rank a distributed launcher started."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
+
+
+def _fit(
+    cfg: ExperimentConfig,
+    trainer: L.Trainer,
+    module: ActionModule,
+    data: ActionDataModule,
+    work_dir: Path,
+    resume_from: Path | None,
+) -> None:
     if trainer.is_global_zero:
         work_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, work_dir / CONFIG_FILE_NAME)
     with warnings.catch_warnings():
         # On CPU there is nothing to pin and a small dataset needs no extra loader workers.
         warnings.filterwarnings("ignore", message=".*(does not have many workers|pin_memory).*")
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-
-    if trainer.is_global_zero:
-        meta = {
-            "model": cfg.model.name,
-            "kwargs": _json_arguments(kwargs),
-            "classes": data.class_names,
-            "modality": entry.modality,
-            "input_format": entry.input_format,
-            "task": data.task,
-            "data": data.inference_meta(),
-        }
-        save_weights(module.model, work_dir / WEIGHTS_FILE, meta)
-        evaluate(cfg, work_dir, data=data)
-    return work_dir
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume_from) if resume_from else None)
 
 
 @torch.no_grad()
@@ -195,21 +227,26 @@ def evaluate(
 ) -> dict[str, Any]:
     """Top-1/top-5/mean-class accuracy (or regression errors) on the test split, test views
     averaged, written as JSON, per-class CSV and a confusion-matrix PNG beside the checkpoint."""
+    path = Path(checkpoint)
+    out_dir = out_dir or (path if path.is_dir() else path.parent)
+    check_writable_dir(out_dir, "the report folder")
     model, meta = load_model(checkpoint)
     if meta["model"] != cfg.model.name:
-        raise ValueError(
+        raise UsageError(
             f"checkpoint {checkpoint} holds model {meta['model']}, the config asks for {cfg.model.name}"
         )
     if data is None:
         data = build_datamodule(cfg, meta["input_format"])
         data.prepare_data()
+        data.check()
     if data.class_names != meta["classes"]:
-        raise ValueError(f"checkpoint {checkpoint} was trained on other classes than this config's data")
+        raise UsageError(
+            f"checkpoint {checkpoint} was trained on other classes than this config's data "
+            f"({len(meta['classes'])} vs {len(data.class_names)})"
+        )
     loader = data.test_dataloader()
     regression = data.task == "regression"
     outputs, targets = predict_probabilities(model, loader, loader.dataset.num_samples, not regression)
-    path = Path(checkpoint)
-    out_dir = out_dir or (path if path.is_dir() else path.parent)
     if regression:
         from lightact.engine.regression import regression_metrics, write_regression_reports
 

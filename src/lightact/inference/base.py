@@ -4,7 +4,6 @@ its device with its class names, one check of the ``window``/``stride``/``topk``
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,46 +12,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightact.engine.checkpoint import load_model, read_meta
+from lightact.engine.checkpoint import check_meta, load_model, read_meta
 from lightact.inference.files import InputFiles
 from lightact.models.weights import resolve_weights_path
 
 __all__ = ["Predictor", "checkpoint_meta", "load_checkpoint"]
 
 _WHAT_TO_PASS = "pass a lightact work directory (holding model.safetensors) or its model.safetensors file"
-_REQUIRED_KEYS = ("classes", "kwargs", "input_format", "model")
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The model description stored in a work directory's (or a file's) ``model.safetensors``."""
+    """The model description stored in a work directory's (or a file's) ``model.safetensors``,
+    checked (:func:`~lightact.engine.checkpoint.check_meta`) before anything is built from it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: {_WHAT_TO_PASS}")
     try:
-        meta = read_meta(resolve_weights_path(path))
+        file = resolve_weights_path(path)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}: {_WHAT_TO_PASS}") from None
-    except json.JSONDecodeError as err:
-        raise _unreadable(path, err) from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} is not a lightact model: its model description is not a mapping")
-    for key in _REQUIRED_KEYS:
-        if key not in meta:
-            raise ValueError(f"{path} is not a lightact model: its description has no {key!r}")
+    meta = read_meta(file)
+    check_meta(meta, file)
+    if "input_format" not in meta:
+        raise ValueError(f"{file} is not a lightact model: its description has no 'input_format'")
     return meta
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode, meta)`` from a work directory or its ``model.safetensors``."""
-    checkpoint_meta(path)  # a clear error before anything is built
-    try:
-        return load_model(path)
-    except (KeyError, TypeError) as err:
-        raise _unreadable(path, err) from None
-
-
-def _unreadable(path: str | Path, err: Exception) -> ValueError:
-    return ValueError(f"{path} is not a lightact model: its model description is unreadable ({err!r})")
+    checkpoint_meta(path)  # errors that say what to pass, before anything is built
+    return load_model(path)
 
 
 def _positive(value: Any, what: str, unit: str) -> int | float | None:

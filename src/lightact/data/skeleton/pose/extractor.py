@@ -51,6 +51,8 @@ class PoseResult:
     img_shape: tuple[int, int]  # (h, w) of the frames MediaPipe saw
     original_shape: tuple[int, int]  # (h, w) of the video
     seconds: float  # decoding + pose, wall clock
+    # Person-frames removed as appearances shorter than min_run (why a video may have nobody left).
+    short_runs_removed: int = 0
 
     @property
     def total_frames(self) -> int:
@@ -220,6 +222,7 @@ class PoseExtractor:
         kp3d: list[np.ndarray] = []
         img_shape: tuple[int, int] | None = None
         start = time.perf_counter()
+        previous, people = None, []
         for t, frame in enumerate(frames):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(
@@ -231,7 +234,9 @@ class PoseExtractor:
             f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
             f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
             f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
-            people = self._detect(np.ascontiguousarray(frame))
+            if frame is not previous:  # a repeated frame (a gap in a variable-rate video): same people
+                people = self._detect(np.ascontiguousarray(frame))
+            previous = frame
             for (xy, vis, world, _), slot in zip(
                 people, tracker.assign(t, [p[3] for p in people]), strict=True
             ):
@@ -253,10 +258,14 @@ class PoseExtractor:
         keypoint = np.stack(kp, axis=1)
         keypoint_score = np.stack(score, axis=1)
         keypoint_3d = np.stack(kp3d, axis=1)
-        if self.min_run > 1:
+        # A video shorter than min_run keeps a person seen in all of it (a 1-frame video).
+        min_run = min(self.min_run, keypoint.shape[1])
+        dropped = 0
+        if min_run > 1:
             for person in range(m):
                 present = (keypoint_score[person] > 0).any(axis=1)
-                drop = present & ~drop_short_runs(present, self.min_run)
+                drop = present & ~drop_short_runs(present, min_run)
+                dropped += int(drop.sum())
                 keypoint[person, drop] = 0
                 keypoint_score[person, drop] = 0
                 keypoint_3d[person, drop] = 0
@@ -269,6 +278,7 @@ class PoseExtractor:
             img_shape=img_shape,
             original_shape=(int(oh), int(ow)),
             seconds=seconds,
+            short_runs_removed=dropped,
         )
 
     def process_video(self, video: str | Path, on_frame: Callable[[int], None] | None = None) -> PoseResult:
@@ -279,9 +289,8 @@ class PoseExtractor:
         video = Path(video)
         info = video_info(video)
         start = time.perf_counter()
-        result = self.process_frames(
-            iter_frames(video, max_side=self.max_side), (info.height, info.width), on_frame=on_frame
-        )
+        frames = iter_frames(video, max_side=self.max_side, fill_gaps=True)  # the time axis is the video's
+        result = self.process_frames(frames, (info.height, info.width), on_frame=on_frame)
         result.seconds = time.perf_counter() - start  # include the decoding
         return result
 
@@ -299,6 +308,7 @@ def pose_annotation(result: PoseResult, frame_dir: str, fps: float, label: int =
         "original_shape": tuple(int(v) for v in result.original_shape),
         "fps": float(fps),
         "layout": LAYOUT,
+        "short_runs_removed": int(result.short_runs_removed),
     }
 
 
