@@ -135,15 +135,18 @@ def check_unlocked(path: Path, what: str) -> None:
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Make this (worker) process end when its parent does, even by ``kill -9``: on Linux the
     kernel sends it SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread checks every second
-    whether the parent is still there. A process pool's ``initializer``. The setting is not
-    inherited: each process that should follow its parent calls this itself."""
+    whether the parent is still there. ``parent`` is the pid the process was started by, when
+    known: had it died already, this process ends now. A process pool's ``initializer``; the
+    setting is not inherited, so each process that should follow its parent calls this itself."""
     import signal
     import sys
 
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
+    if os.getppid() != parent:
+        os._exit(1)
     if sys.platform.startswith("linux"):
         import ctypes
 

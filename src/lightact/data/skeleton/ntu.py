@@ -13,6 +13,7 @@ bodies that move most are kept, in the order they first appear.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 import warnings
@@ -453,7 +454,9 @@ def convert_ntu(
             results: Iterable[tuple[str, np.ndarray | None, str | None]] = map(_convert_one, todo)
             pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent)
+            pool = ProcessPoolExecutor(
+                max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+            )
             chunksize = max(1, min(64, len(todo) // (workers * 8)))
             results = pool.map(_convert_one, todo, chunksize=chunksize)
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 import warnings
@@ -72,7 +73,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(max_persons: int, max_side: int | None, queue: Any) -> None:
-    die_with_parent()  # the forkserver's child: it ends with the forkserver, which ends with us
+    # The forkserver's child (or, with spawn, ours): it ends with that parent, which ends with us.
+    die_with_parent(int(os.environ.get("LIGHTACT_POSE_PARENT", os.getppid())))
     with quiet_fd2():
         _WORKER["extractor"] = PoseExtractor(max_persons=max_persons, max_side=max_side)
     _WORKER["queue"] = queue
@@ -121,9 +123,10 @@ def _unique_ids(videos: Sequence[Path]) -> list[str]:
 def _pool_context():
     import multiprocessing
 
-    # forkserver: workers fork from a clean server process that imported this module (and so torch,
-    # via the lightact package) once, instead of each worker importing it again (spawn) or inheriting
-    # the parent's threads (fork).
+    # forkserver: workers fork from a clean server process that imported this module once, instead
+    # of each worker importing it again (spawn) or inheriting the parent's threads (fork). The
+    # forkserver (forkserver_guard), and the workers, end with the process that started them.
+    os.environ["LIGHTACT_POSE_PARENT"] = str(os.getpid())
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([f"{__package__}.forkserver_guard", __name__])
