@@ -38,7 +38,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(Path(path), write)
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # noqa: BLE001 - unpickling refusals, corrupt zips, truncated files
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DataError(
+                f"{path} is not a training checkpoint lightact can read as plain data ({first})"
+            ) from None
 
 
 def save_weights(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:

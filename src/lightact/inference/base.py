@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lightact.engine.checkpoint import check_meta, load_model, read_meta
+from lightact.errors import UsageError
 from lightact.inference.files import InputFiles
 from lightact.models.weights import resolve_weights_path
 
@@ -50,7 +51,7 @@ def _positive(value: Any, what: str, unit: str) -> int | float | None:
         return None
     kinds = (int, np.integer) if unit == "frames" else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what} must be a positive number of {unit}, got {value!r}")
+        raise UsageError(f"{what} must be a positive number of {unit}, got {value!r}")
     return int(value) if unit == "frames" else float(value)
 
 
@@ -97,5 +98,5 @@ class Predictor:
         window = _positive(window, "window", self.window_unit)
         stride = _positive(stride, "stride", self.window_unit)
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
-            raise ValueError(f"topk must be a positive integer, got {topk!r}")
+            raise UsageError(f"topk must be a positive integer, got {topk!r}")
         return window, stride, int(topk)

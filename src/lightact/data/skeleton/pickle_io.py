@@ -49,6 +49,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def safe_load_pickle(path: str | Path) -> Any:
     """Load a pickle that may only contain plain data; raise :class:`UnsafePickleError` otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an annotation pickle")
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     data = path.read_bytes()
