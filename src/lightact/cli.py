@@ -8,11 +8,45 @@ Commands by what they do: running a model (``train``, ``eval``, ``predict``); mo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from lightact.errors import DataError, UsageError, check_writable_dir, user_message
+
+
+class _Commands(TyperGroup):
+    """The command group. A user's mistake (a bad option, config key or input file, a full disk)
+    ends in one line on stderr naming the problem, the file and the sample or key, exit 2 for usage
+    and configuration, 1 for data (:func:`lightact.errors.user_message`); ``--debug`` anywhere on
+    the line (or LIGHTACT_DEBUG=1) shows the traceback instead. Here rather than in :func:`main`,
+    so that tests invoking ``app`` see what users see."""
+
+    def main(self, args: list[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        import os
+        import sys
+
+        from lightact.errors import user_message
+
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or os.environ.get("LIGHTACT_DEBUG", "") not in ("", "0")
+        try:
+            return super().main([a for a in args if a != "--debug"], *rest, **kwargs)
+        except Exception as err:
+            if debug:
+                raise
+            known = user_message(err)
+            if known is None:  # a bug: still one line, with the way to the traceback
+                first = f"{type(err).__name__}: {str(err).strip() or repr(err)}".splitlines()[0]
+                line, code = f"lightact: internal error: {first} (rerun with --debug for the traceback)", 1
+            else:
+                line, code = known
+            print(line, file=sys.stderr, flush=True)
+            sys.exit(code)
+
 
 # Help and start-up: this module imports only typer and rich; every command imports what it uses
 # when it runs, so `lightact -h` and `lightact train -h` never load torch or Lightning.
@@ -23,7 +57,9 @@ APP_SETTINGS = {
     "context_settings": {"help_option_names": ["-h", "--help"]},
 }
 app = typer.Typer(
-    help="Efficient transformer-based human action recognition.",
+    cls=_Commands,
+    help="Efficient transformer-based human action recognition. Add --debug to any command to see "
+    "the traceback of an error.",
     pretty_exceptions_enable=False,
     **APP_SETTINGS,
 )
@@ -56,7 +92,14 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def fail(message: object, code: int = 2) -> typer.Exit:
-    """Print ``message`` on stderr, literally; returns the exit for the caller to raise."""
+    """Print ``message`` on stderr, literally; returns the exit for the caller to raise. An
+    exception is read as :func:`lightact.errors.user_message` reads it (its line and exit status:
+    2 for usage and configuration, 1 for data), so a command that catches one ends as if it had
+    not."""
+    if isinstance(message, BaseException):
+        known = user_message(message)
+        if known is not None:
+            message, code = known
     errors.print(str(message), style="red")
     return typer.Exit(code)
 
@@ -324,6 +367,7 @@ def predict(
 
     if (input is None) == (live is None):
         raise fail("give an INPUT or --live SOURCE (one of them)")
+    check_writable_dir(out, "--out")
     try:
         recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
         if recognizer.modality == "skeleton":
@@ -445,6 +489,8 @@ def export(
 
     if format != "onnx":
         raise fail(f"unsupported format {format!r}: only onnx")
+    if out is not None:
+        check_writable_dir(out if all_models else out.parent, "--out")
     if all_models:
         rows = check_all_models(out or Path("onnx_export_check"), tolerance=tolerance)
         table = Table(title=f"ONNX export of every registered model (tolerance {tolerance:g})")
@@ -565,14 +611,9 @@ def pose(
     ] = 640,
 ) -> None:
     """MediaPipe Pose on every frame of every video; an interrupted run resumes where it stopped."""
-    from lightact.data.skeleton.pose import MissingDependencyError, run_pose
+    from lightact.data.skeleton.pose import run_pose
 
-    try:
-        stats = run_pose(
-            inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side
-        )
-    except (MissingDependencyError, FileNotFoundError, ValueError) as err:
-        raise fail(err) from None
+    stats = run_pose(inputs, out, labels=labels, workers=workers, max_persons=max_persons, max_side=max_side)
     table = Table(title=f"{stats['videos']} video(s), {stats['frames']} frames, {stats['fps']:.1f} frames/s")
     for column in ("video", "frames", "person found", "second person", "fps"):
         table.add_column(column, justify="left" if column == "video" else "right")
@@ -588,6 +629,8 @@ def pose(
     console.print(table)
     for failure in stats["failed"]:
         errors.print(f"failed: {failure['video']}: {failure['error']}", style="red")
+    if not stats["written"]:
+        raise DataError(f"every video failed, so {out} was not written (an earlier one is kept)")
     console.print(f"wrote {out}")
     if stats["failed"]:
         raise typer.Exit(1)
@@ -626,17 +669,18 @@ def extract_features_command(
     options = {name: value for name, value in locals().items() if name in ExtractionSettings.model_fields}
     try:
         settings = ExtractionSettings.from_values(**options)
-        summary = extract_features(
-            videos,
-            out,
-            settings,
-            device=device,
-            batch_size=batch_size,
-            clip_batch_size=clip_batch_size,
-            progress=True,
-        )
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        raise fail(err) from None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    check_writable_dir(out, "--out")
+    summary = extract_features(
+        videos,
+        out,
+        settings,
+        device=device,
+        batch_size=batch_size,
+        clip_batch_size=clip_batch_size,
+        progress=True,
+    )
     console.print(
         f"rank {summary['rank']}/{summary['world_size']}: {summary['shard']} of {summary['videos']} "
         f"video(s), "
@@ -691,10 +735,16 @@ def validate(
     """Check a skeleton pickle against the schema; exits 1 on errors (warnings alone exit 0)."""
     from lightact.data.skeleton.validate import format_problems, has_errors, validate_annotations
 
+    if not file.is_file():
+        raise FileNotFoundError(f"annotation file {file} does not exist")
     problems = validate_annotations(file, num_classes=num_classes)
     if not problems:
         console.print(f"{file}: no problems found")
         return
+    if [p.kind for p in problems] == ["unreadable"]:
+        raise DataError(problems[0].message)
+    count = sum(p.severity == "error" for p in problems)
+    console.print(f"{file}: {count} error(s), {len(problems) - count} warning(s)")
     console.print(format_problems(problems))
     if has_errors(problems):
         raise typer.Exit(1)
@@ -855,12 +905,15 @@ def convert_ntu(
     )
     for name, ids in stats["splits"].items():
         console.print(f"  {name}: {ids}")
+    for message in stats["errors"].values():  # every file that failed, each naming its line
+        console.print(f"failed: {message}", markup=False, highlight=False, style="red")
     if stats["failed"]:
         raise typer.Exit(1)
 
 
 def main() -> None:
-    app()
+    """The ``lightact`` command (the entry point); see :class:`_Commands` for how errors end."""
+    app(prog_name="lightact")
 
 
 if __name__ == "__main__":

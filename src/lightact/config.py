@@ -18,18 +18,21 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from lightact.errors import UsageError
 from lightact.features.settings import ExtractionSettings
 
 CONFIG_FILE_NAME = "config.yaml"
 
+# A config is a few hundred values; YAML aliases can make a short file stand for billions of them.
+MAX_CONFIG_NODES = 100_000
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A configuration file or override is invalid; the message names the key."""
 
 
@@ -254,23 +257,12 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_arguments(self) -> ModelConfig:
-        from lightact.models.registry import model_entry
+        from lightact.models.registry import check_arguments
 
         try:
-            entry = model_entry(self.name)
+            check_arguments(self.name, self.kwargs)
         except KeyError as err:
             raise ValueError(str(err.args[0])) from None
-        if entry.external:
-            return self  # timm/torchvision constructors take open-ended keyword arguments
-        for key, value in self.kwargs.items():
-            if not entry.takes(key):
-                accepted = list(entry.accepts)
-                raise ValueError(f"unknown argument {key!r} for model {self.name} (accepted: {accepted})")
-            if key in entry.hints:
-                try:
-                    TypeAdapter(entry.hints[key]).validate_python(value, strict=False)
-                except ValidationError as err:
-                    raise ValueError(f"{key}: {err.errors()[0]['msg']} (got {value!r})") from None
         return self
 
 
@@ -334,6 +326,18 @@ class DistillConfig(Strict):
     cache_views: int = Field(4, ge=1)
     cache_path: Path | None = None  # default: <work_dir>/teacher_logits.safetensors
 
+    @model_validator(mode="after")
+    def _check_teacher(self) -> DistillConfig:
+        from lightact.models.registry import check_arguments
+
+        try:
+            check_arguments(self.teacher, self.teacher_kwargs)
+        except KeyError as err:
+            raise ValueError(str(err.args[0])) from None
+        except ValueError as err:
+            raise ValueError(f"teacher_kwargs: {err}") from None
+        return self
+
 
 class ExperimentConfig(Strict):
     name: str = "star_synth"
@@ -360,7 +364,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.path=value")
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+    try:
+        return key.strip().split("."), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({_one_line(err)})") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -386,8 +393,8 @@ def _format_error(err: ValidationError) -> str:
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"  {key}: {message}")
-    return "invalid configuration:\n" + "\n".join(lines)
+        lines.append(f"{key}: {message}")
+    return "invalid configuration: " + "; ".join(lines)
 
 
 def build_config(raw: dict[str, Any]) -> ExperimentConfig:
@@ -421,12 +428,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = find_config(path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_one_line(err)})") from None
+        except (UnicodeDecodeError, IsADirectoryError) as err:
+            raise ConfigError(f"{path}: not a YAML text file ({err})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
+        _check_size(raw, path)
     return build_config(apply_overrides(raw, overrides or []))
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _check_size(raw: Any, path: Path) -> None:
+    """Refuse a file whose aliases expand to more than :data:`MAX_CONFIG_NODES` values (a "billion
+    laughs" file would otherwise exhaust memory when validated or written back)."""
+    count, stack = 0, [raw]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_NODES:
+            raise ConfigError(f"{path}: more than {MAX_CONFIG_NODES} values (nested YAML aliases?)")
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list | tuple):
+            stack += node
 
 
 def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -93,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str], echo: Callable[[str], None] = print) -> int:
     args = parser().parse_args(list(argv))  # -h and usage errors exit here, before torch loads
-    from lightact.bench.models import expand, parse_shape
+    from lightact.bench.models import check_name, expand, parse_shape
     from lightact.bench.report import write_reports
     from lightact.bench.runner import run_bench
 
@@ -116,7 +116,10 @@ def run(argv: Sequence[str], echo: Callable[[str], None] = print) -> int:
             if not sep:
                 raise ValueError(f"--shape {item!r}: write MODEL=DIMS")
             shapes[name] = parse_shape(dims)
-    except ValueError as err:
+        for name in expand(args.models):  # every name, before the first measurement
+            check_name(name)
+    except (ValueError, KeyError) as err:
+        err = err.args[0] if isinstance(err, KeyError) and err.args else err
         echo(f"error: {err}")
         return 2
     start = time.perf_counter()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from lightact.errors import UnknownNameError
 from lightact.models.spec import (
     ATTENTION_ONLY,
     COMPOSITE,
@@ -134,7 +135,7 @@ def _torchvision(name: str, shape: tuple[int, ...] | None) -> BenchModel:
     import torchvision.models.video as tvv
 
     if not hasattr(tvv, name) or name.startswith("_") or name[0].isupper():
-        raise KeyError(f"torchvision has no video model {name!r}")
+        raise UnknownNameError(f"torchvision has no video model {name!r}")
     label, frames, crop = TORCHVISION_VIDEO.get(name, (UNCLASSIFIED, 16, 224))
     module = getattr(tvv, name)(weights=None)
     shape = shape or (3, frames, crop, crop)
@@ -190,6 +191,26 @@ def _lightact(name: str, shape: tuple[int, ...] | None) -> BenchModel:
     elif target.axes.get(0) != "batch":
         raise KeyError(f"{name}: its export has no batch axis; the benchmark cannot batch it")
     return bench
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that :func:`resolve` cannot build, before a benchmark run starts."""
+    from pathlib import Path
+
+    if name.startswith("tv/"):
+        import torchvision.models.video as tvv
+
+        if not hasattr(tvv, name[3:]) or name[3:].startswith("_") or name[3:][:1].isupper():
+            raise UnknownNameError(f"torchvision has no video model {name[3:]!r}")
+    elif name.startswith("timm/"):
+        import timm
+
+        if not timm.is_model(name[5:]):
+            raise UnknownNameError(f"timm has no model {name[5:]!r}")
+    elif not Path(name).exists():
+        from lightact.models.registry import model_entry
+
+        model_entry(name)
 
 
 def resolve(name: str, shape: tuple[int, ...] | None = None, seed: int = 0) -> BenchModel:

@@ -83,6 +83,11 @@ class ActionDataModule(L.LightningDataModule):
         """What a predictor needs to prepare new inputs like the training data (JSON-serialisable)."""
         return {}
 
+    def check(self) -> None:
+        """Find what is wrong with the data before a run starts (after :meth:`prepare_data`): a
+        subclass reads every split as training will and raises :class:`~lightact.errors.DataError`
+        (or ``UsageError`` for a config key) naming the file and the sample."""
+
     @property
     def test_views(self) -> int:
         return self.eval_cfg.num_clips

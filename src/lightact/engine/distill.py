@@ -136,7 +136,7 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
     data's number of classes; then every tensor must fit. A random teacher teaches nothing, so
     missing weights are an error.
     """
-    from lightact.engine.checkpoint import load_model, read_meta
+    from lightact.engine.checkpoint import check_meta, load_model, read_meta
     from lightact.models.registry import create_model, model_entry
     from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 
@@ -157,6 +157,7 @@ def build_teacher(distill: DistillConfig, data: Any) -> nn.Module:
         except ValueError:
             meta = None  # a plain safetensors state dict
     if meta is not None:
+        check_meta(meta, file)  # what the description asks for, before it is compared or built
         if meta["model"] != distill.teacher:
             raise ValueError(f"{file} holds model {meta['model']}, but distill.teacher is {distill.teacher}")
         _check_teacher_classes(meta.get("classes"), data.class_names, file)

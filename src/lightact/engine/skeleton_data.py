@@ -13,7 +13,9 @@ from lightact.data.skeleton.batching import collate_packed, make_collate_padded
 from lightact.data.skeleton.dataset import SkeletonDataset, SplitError, hold_out, load_split
 from lightact.data.skeleton.layouts import Layout, get_layout
 from lightact.data.skeleton.transforms import Compose, TemporalResample, build_transforms
+from lightact.data.skeleton.validate import validate_annotations
 from lightact.engine.datamodule import ActionDataModule
+from lightact.errors import DataError, UsageError
 
 
 def load_skeleton_source(cfg: SkeletonDataConfig) -> dict:
@@ -66,6 +68,47 @@ class SkeletonDataModule(ActionDataModule):
     def in_channels(self) -> int:
         return self.source["annotations"][0]["keypoint"].shape[-1] + (
             1 if "keypoint_score" in self.source["annotations"][0] else 0
+        )
+
+    def check(self) -> None:
+        """The file against the schema (as ``lightact data validate`` checks it), the layout and
+        transforms the config names, and every split read as training reads it."""
+        where = str(self.cfg.path) if self.cfg.path is not None else "the embedded dataset"
+        try:
+            layout = self.layout
+        except (KeyError, ValueError, OSError) as err:
+            raise UsageError(f"data.layout: {err}") from None
+        # Unlabelled samples (-1, as pose extraction writes them) are fine to predict on, not to
+        # train on; split ids without an annotation are left out with a warning (load_split).
+        errors = [
+            p
+            for p in validate_annotations(self.source)
+            if p.kind != "split_unknown_id" and (p.severity == "error" or p.kind == "unlabelled")
+        ]
+        if errors:
+            more = (
+                f" (and {len(errors) - 1} more; lightact data validate lists them)" if len(errors) > 1 else ""
+            )
+            raise DataError(f"{where}: {errors[0].message}{more}")
+        for key in ("train_transforms", "test_transforms"):
+            try:
+                build_transforms(getattr(self.cfg, key), layout)
+            except (KeyError, ValueError, TypeError) as err:
+                raise UsageError(
+                    f"data.{key}: {str(err.args[0]) if isinstance(err, KeyError) else err}"
+                ) from None
+        for split in ("train", "val", "test"):
+            try:
+                self.dataset(split, train=split == "train")
+            except KeyError as err:
+                raise UsageError(f"{where}: data.{split}_split: {err.args[0]}") from None
+            except ValueError as err:
+                raise DataError(f"{where}: the {split} split ({self.split_name(split)!r}): {err}") from None
+
+    def split_name(self, split: str) -> str:
+        """The file's name for the ``train``, ``val`` or ``test`` split."""
+        return {"train": self.cfg.train_split, "val": self.cfg.val_split}.get(
+            split, self.cfg.test_split or self.cfg.val_split
         )
 
     def model_arguments(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ from lightact.engine.checkpoint import AtomicCheckpointIO, load_model, save_weig
 from lightact.engine.datamodule import ActionDataModule, build_datamodule
 from lightact.engine.module import ActionModule, ClassificationModule
 from lightact.engine.reports import classification_metrics, write_reports, write_sample_predictions
+from lightact.errors import UsageError, check_writable_dir
 from lightact.models.registry import create_model, model_entry
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained
-from lightact.utils import available_cores, progress_bar
+from lightact.utils import available_cores, check_unlocked, exclusive_lock, progress_bar
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
+LOCK_FILE = ".lock"  # held by the run that uses the work directory
 
 # Warnings that say nothing about the user's run, hidden unless trainer.verbose: on CPU there is
 # nothing to pin and a small dataset needs no extra loader workers; Lightning's copy of torch's
@@ -201,6 +203,10 @@ def train(
     one-line summary of the run (model size, device, precision, loggers) before training."""
     work_dir = cfg.resolved_work_dir
     last = work_dir / LAST_CHECKPOINT
+    # Everything that can be checked is, before the work directory is made or a long step starts.
+    check_writable_dir(work_dir, "work_dir")
+    if _first_process():  # the other ranks a launcher starts run while rank 0 holds the lock
+        check_unlocked(work_dir / LOCK_FILE, f"work_dir {work_dir}")
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {last}; start the run without --resume")
     if not resume and last.is_file():
@@ -215,12 +221,13 @@ def train(
 
     entry = model_entry(cfg.model.name)
     if entry.modality != cfg.data.kind:
-        raise ValueError(
+        raise UsageError(
             f"model {cfg.model.name} takes {entry.modality} input but data.kind is {cfg.data.kind!r}"
         )
     data = build_datamodule(cfg, entry.input_format)
     data.check_splits()
     data.prepare_data()  # the model's arguments may come from the data (classes, feature widths)
+    data.check()
     kwargs = model_arguments(cfg, data)
     model = create_model(cfg.model.name, **kwargs)
     if cfg.model.weights is not None and not resume:
@@ -240,6 +247,13 @@ def train(
     module = build_module(cfg, model, data)
     with quiet_lightning(cfg.trainer.verbose, resume):
         trainer = build_trainer(cfg, work_dir, callbacks, module.monitor if data.has_validation else None)
+    # One run per work directory at a time: rank 0 holds its lock for the whole run.
+    lock = (
+        exclusive_lock(work_dir / LOCK_FILE, f"work_dir {work_dir}")
+        if trainer.is_global_zero
+        else nullcontext()
+    )
+    with lock:
         if trainer.is_global_zero:
             work_dir.mkdir(parents=True, exist_ok=True)
             dump_config(cfg, work_dir / CONFIG_FILE_NAME)
@@ -248,21 +262,26 @@ def train(
                 logger.log_hyperparams(cfg.model_dump(mode="json"))
             if echo is not None:
                 echo(_run_summary(cfg, trainer, model, work_dir))
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-
-    if trainer.is_global_zero:
-        meta = {
-            "model": cfg.model.name,
-            "kwargs": _json_arguments(kwargs),
-            "classes": data.class_names,
-            "modality": entry.modality,
-            "input_format": entry.input_format,
-            "task": data.task,
-            "data": data.inference_meta(),
-        }
-        save_weights(module.model, work_dir / WEIGHTS_FILE, meta)
-        evaluate(cfg, work_dir, data=data)
+        with quiet_lightning(cfg.trainer.verbose, resume):
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+        if trainer.is_global_zero:
+            meta = {
+                "model": cfg.model.name,
+                "kwargs": _json_arguments(kwargs),
+                "classes": data.class_names,
+                "modality": entry.modality,
+                "input_format": entry.input_format,
+                "task": data.task,
+                "data": data.inference_meta(),
+            }
+            save_weights(module.model, work_dir / WEIGHTS_FILE, meta)
+            evaluate(cfg, work_dir, data=data)
     return work_dir
+
+
+def _first_process() -> bool:
+    """Whether this is the process a user started, not a rank a distributed launcher started."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
 
 
 def _run_summary(cfg: ExperimentConfig, trainer: L.Trainer, model: nn.Module, work_dir: Path) -> str:
@@ -326,21 +345,26 @@ def evaluate(
     """Top-1/top-5/mean-class accuracy (or regression errors) on the test split, test views
     averaged, written as JSON, per-class CSV and a confusion-matrix PNG beside the checkpoint;
     ``dump`` also writes one CSV row per test sample (:func:`write_sample_predictions`)."""
+    path = Path(checkpoint)
+    out_dir = out_dir or (path if path.is_dir() else path.parent)
+    check_writable_dir(out_dir, "the report folder")
     model, meta = load_model(checkpoint)
     if meta["model"] != cfg.model.name:
-        raise ValueError(
+        raise UsageError(
             f"checkpoint {checkpoint} holds model {meta['model']}, the config asks for {cfg.model.name}"
         )
     if data is None:
         data = build_datamodule(cfg, meta["input_format"])
         data.prepare_data()
+        data.check()
     if data.class_names != meta["classes"]:
-        raise ValueError(f"checkpoint {checkpoint} was trained on other classes than this config's data")
+        raise UsageError(
+            f"checkpoint {checkpoint} was trained on other classes than this config's data "
+            f"({len(meta['classes'])} vs {len(data.class_names)})"
+        )
     loader = data.test_dataloader()
     regression = data.task == "regression"
     outputs, targets, kept = _view_means(model, loader, loader.dataset.num_samples, not regression, progress)
-    path = Path(checkpoint)
-    out_dir = out_dir or (path if path.is_dir() else path.parent)
     if regression:
         from lightact.engine.regression import regression_metrics, write_regression_reports
 

@@ -13,6 +13,7 @@ from lightact.config import EvalConfig, VideoDataConfig
 from lightact.data.video.datasets import ClipBatch, VideoClipDataset, VideoRecord, load_records
 from lightact.data.video.transforms import MixupCutmix, flip_label_map, normalize
 from lightact.engine.datamodule import ActionDataModule
+from lightact.errors import DataError
 
 
 class VideoDataModule(ActionDataModule):
@@ -80,11 +81,36 @@ class VideoDataModule(ActionDataModule):
         )
         return records
 
+    def check(self) -> None:
+        """Every split's list read, and its videos present: a split of which no video exists stops
+        the run here; missing ones are named in a warning (they are skipped, as undecodable ones are)."""
+        if self.cfg.format == "synthetic":
+            return
+        for split in ("train", "val", "test"):
+            file = self._file(split)
+            records = self.records(split)
+            if not records:
+                raise DataError(f"{file}: lists no video (the {split} split)")
+            missing = [r for r in records if r.path is not None and not r.path.exists()]
+            if len(missing) == len(records):
+                raise DataError(
+                    f"{file}: none of its {len(records)} videos exists (the {split} split), "
+                    f"e.g. {missing[0].path}; is data.root right?"
+                )
+            if missing:
+                warnings.warn(
+                    f"{file}: {len(missing)} of {len(records)} videos do not exist and are skipped, e.g. "
+                    + ", ".join(str(r.path) for r in missing[:3]),
+                    stacklevel=2,
+                )
+
     @cached_property
     def class_names(self) -> list[str]:
         if self.cfg.format == "synthetic":
             return list(self._synthetic.classes)
         records, names = self._train_source
+        if not records:
+            raise DataError(f"{self.cfg.train_file}: lists no video")
         if names is None:  # a plain list without a class-name file
             names = [str(i) for i in range(max(r.label for r in records) + 1)]
         labels = [r.label for r in records]

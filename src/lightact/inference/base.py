@@ -10,13 +10,13 @@ is not installed.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from lightact.errors import UsageError
 from lightact.inference.files import InputFiles
 from lightact.inference.runtime import BACKENDS, OnnxModel
 
@@ -29,28 +29,25 @@ if TYPE_CHECKING:
 __all__ = ["Predictor", "checkpoint_meta", "load_backend", "load_checkpoint"]
 
 _WHAT_TO_PASS = "pass a lightact work directory (holding model.safetensors) or its model.safetensors file"
-_REQUIRED_KEYS = ("classes", "kwargs", "input_format", "model")
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The model description stored in a work directory's (or a file's) ``model.safetensors``."""
-    from lightact.engine.checkpoint import read_meta
+    """The model description stored in a work directory's (or a file's) ``model.safetensors``,
+    checked (:func:`~lightact.engine.checkpoint.check_meta`) before anything is built from it."""
+    from lightact.engine.checkpoint import check_meta, read_meta
     from lightact.models.weights import resolve_weights_path
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}: {_WHAT_TO_PASS}")
     try:
-        meta = read_meta(resolve_weights_path(path))
+        file = resolve_weights_path(path)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}: {_WHAT_TO_PASS}") from None
-    except json.JSONDecodeError as err:
-        raise _unreadable(path, err) from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} is not a lightact model: its model description is not a mapping")
-    for key in _REQUIRED_KEYS:
-        if key not in meta:
-            raise ValueError(f"{path} is not a lightact model: its description has no {key!r}")
+    meta = read_meta(file)
+    check_meta(meta, file)
+    if "input_format" not in meta:
+        raise ValueError(f"{file} is not a lightact model: its description has no 'input_format'")
     return meta
 
 
@@ -87,7 +84,7 @@ def _positive(value: Any, what: str, unit: str) -> int | float | None:
         return None
     kinds = (int, np.integer) if unit == "frames" else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what} must be a positive number of {unit}, got {value!r}")
+        raise UsageError(f"{what} must be a positive number of {unit}, got {value!r}")
     return int(value) if unit == "frames" else float(value)
 
 
@@ -166,5 +163,5 @@ class Predictor:
         window = _positive(window, "window", self.window_unit)
         stride = _positive(stride, "stride", self.window_unit)
         if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
-            raise ValueError(f"topk must be a positive integer, got {topk!r}")
+            raise UsageError(f"topk must be a positive integer, got {topk!r}")
         return window, stride, int(topk)

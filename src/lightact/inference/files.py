@@ -8,8 +8,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightact.inference.results import Prediction, PredictionInputError
-from lightact.utils import safe_file_name
+from lightact.inference.results import NoPersonError, Prediction, PredictionInputError
+from lightact.utils import atomic_write, safe_file_name
 
 __all__ = ["InputFiles", "input_files", "predict_each", "unique_name", "window_starts"]
 
@@ -84,6 +84,16 @@ def predict_each(
     for file in files:
         try:
             result = predict_one(file)
+        except NoPersonError as err:
+            # Nobody in the input is an answer too: a batch finds its empty result on disk.
+            note = ""
+            if out is not None:
+                written = write_empty_result(out / f"{unique_name(file.stem, used)}.json", file, str(err))
+                note = f"; wrote {written} with an empty result"
+            if not skip_errors or len(files) == 1:
+                raise NoPersonError(f"{err}{note}") from None
+            warnings.warn(f"skipping {file}: {err}{note}", stacklevel=3)
+            continue
         except errors as err:
             if not skip_errors or len(files) == 1:
                 raise
@@ -102,3 +112,14 @@ def predict_each(
             if timeline:
                 prediction.save_timeline(out / f"{name}_timeline.png")
     return predictions
+
+
+def write_empty_result(path: Path, source: Path, reason: str) -> Path:
+    """The JSON of an input in which nobody was found: the keys of a prediction's JSON, with no
+    label, no scores and no windows, and ``reason`` saying why."""
+    import json
+
+    empty = {"source": str(source), "person": False, "reason": reason, "label": None, "score": None,
+             "topk": [], "windows": []}  # fmt: skip
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(empty, indent=2)))
+    return path

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from lightact.errors import DataError
+
 __all__ = [
     "TASKS",
     "ClassScore",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(DataError):
     """The input cannot be classified by this model (shape, joint layout, channels, file type)."""
 
 

@@ -437,6 +437,12 @@ class SkeletonRecognizer(Predictor):
             raise PredictionInputError(f"{source}: the annotation has no 'keypoint' array")
         keypoint = _as_keypoint(ann["keypoint"], source)
         if keypoint.shape[0] == 0 or keypoint.shape[1] == 0 or not np.any(keypoint != 0):
+            brief = int(ann.get("short_runs_removed") or 0)
+            if brief:  # the pose extractor saw somebody, too briefly to keep
+                raise NoPersonError(
+                    f"no person was kept in {source}: people were seen in only {brief} frame(s), each time "
+                    "for fewer consecutive frames than the pose extractor keeps (min_run)"
+                )
             raise NoPersonError(f"no person was found in {source}")
         if not np.isfinite(keypoint).all():
             raise PredictionInputError(f"{source}: the keypoints hold NaN or infinite values")

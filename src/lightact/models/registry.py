@@ -17,8 +17,10 @@ from functools import cache, partial
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from torch import Tensor, nn
 
+from lightact.errors import UnknownNameError
 from lightact.models.spec import (
     CLIP_INPUT,
     IMAGE_INPUT,
@@ -172,7 +174,7 @@ def _external_entry(name: str) -> ModelEntry | None:
         import timm
 
         if not timm.is_model(model):
-            raise KeyError(f"timm has no model {model!r}")
+            raise UnknownNameError(f"timm has no model {model!r}")
         model_class = _timm_class(timm.models.model_entrypoint(model))
         return _external(name, partial(_timm_model, model), model_class, _IMAGE_SPEC, f"timm {model}")
     if prefix == "tv":
@@ -180,7 +182,7 @@ def _external_entry(name: str) -> ModelEntry | None:
 
         builder = getattr(video, model, None)
         if not callable(builder) or model.startswith("_"):
-            raise KeyError(f"torchvision.models.video has no model {model!r}")
+            raise UnknownNameError(f"torchvision.models.video has no model {model!r}")
         factory = partial(_torchvision_video_model, model)
         return _external(name, factory, _returned_class(builder), _CLIP_SPEC, f"torchvision {model}")
     return None
@@ -242,7 +244,7 @@ def model_entry(name: str) -> ModelEntry:
     if external is not None:
         return external
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
@@ -252,13 +254,97 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return model_entry(name).factory(**kwargs)
 
 
+# Words of constructor arguments that make a library read a file, fetch a download or choose
+# pretrained weights: timm's ``checkpoint_path``, ``pretrained_cfg(_overlay)``, ``cache_dir``,
+# torchvision's ``weights``, our composite's ``pretrained_backbone``. Neither a config nor a
+# checkpoint's description may set them: what is loaded is named by the user, on the command line.
+_LOADING_WORDS = frozenset(
+    {"pretrained", "checkpoint", "ckpt", "weights", "path", "file", "filename", "url", "uri", "hub",
+     "download", "cache", "dir", "root", "repo", "overlay", "source"}
+)  # fmt: skip
+_MAX_INT = 1 << 20  # widths, classes, frames: far above any real model, far below a memory bomb
+_MAX_DEPTH = 256  # blocks per stage: each is built in Python, one by one
+_DEPTH_WORDS = frozenset({"depth", "depths", "layers", "blocks"})
+_MAX_TEXT = 128
+_MAX_ITEMS = 1024
+
+
+def loading_argument(name: str) -> bool:
+    """Whether a constructor argument named ``name`` would make the model load or fetch something."""
+    words = set(name.lower().replace("drop_path", "droppath").split("_"))
+    return bool(words & _LOADING_WORDS)
+
+
+def _check_value(key: str, value: Any, nesting: int = 0) -> None:
+    """A constructor argument from a file must be a plain value: a number, a bool, a short name
+    (no path, URL or ``hf-hub:`` scheme: timm resolves such names by reading or downloading), or a
+    short list of those."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        limit = _MAX_DEPTH if set(key.lower().split("_")) & _DEPTH_WORDS else _MAX_INT
+        if abs(value) > limit:
+            raise ValueError(f"{key}: {value} is out of range (at most {limit})")
+        return
+    if isinstance(value, float):
+        if value != value or abs(value) == float("inf"):
+            raise ValueError(f"{key}: {value} is not a finite number")
+        return
+    if isinstance(value, str):
+        if len(value) > _MAX_TEXT or any(c in value for c in "/\\:") or value.startswith(("~", ".")):
+            raise ValueError(
+                f"{key}: {value[:60]!r} is not a plain name (paths, URLs and schemes are refused)"
+            )
+        return
+    if isinstance(value, list | tuple) and nesting < 3:
+        if len(value) > _MAX_ITEMS:
+            raise ValueError(f"{key}: a list of {len(value)} values is too long")
+        for item in value:
+            _check_value(key, item, nesting + 1)
+        return
+    raise ValueError(f"{key}: a {type(value).__name__} is not a plain value")
+
+
+def check_arguments(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse constructor arguments for model ``name`` that a config or a checkpoint's description
+    may not choose: ones that load or fetch something (:func:`loading_argument`), values that are
+    not plain (:func:`_check_value`), and for lightact's models, ones the constructor does not take
+    or not of the declared type (timm's and torchvision's builders take open-ended keywords). A
+    ``layout`` in its ``to_dict`` form is checked where it is read. Raises ``ValueError`` naming
+    the argument."""
+    entry = model_entry(name)
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"{key!r} is not an argument name")
+        if loading_argument(key):
+            raise ValueError(
+                f"{key}: model arguments may not load or download anything (weights are given as "
+                "model.weights, or are the checkpoint itself)"
+            )
+        if not entry.external and not entry.takes(key):
+            raise ValueError(f"unknown argument {key!r} for model {name} (accepted: {list(entry.accepts)})")
+        if key == "layout" and isinstance(value, dict):
+            continue
+        if key in entry.hints:
+            try:
+                TypeAdapter(entry.hints[key]).validate_python(value, strict=False)
+            except ValidationError as err:
+                raise ValueError(f"{key}: {err.errors()[0]['msg']} (got {value!r})") from None
+        if key != "layout":
+            _check_value(key, value)
+
+
 # Weights saved before data modules passed only what a model takes record these for every video
 # model, also those that ignored them (torchvision's, clip3d_tiny).
 _FORMER_VIDEO_ARGUMENTS = ("num_frames", "img_size")
 
 
+def saved_arguments(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The recorded constructor arguments of a saved model that its constructor takes today."""
+    entry = model_entry(name)
+    return {k: v for k, v in kwargs.items() if k not in _FORMER_VIDEO_ARGUMENTS or entry.takes(k)}
+
+
 def rebuild_model(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
     """Build a saved model from its recorded constructor arguments (random weights)."""
-    entry = model_entry(name)
-    kwargs = {k: v for k, v in kwargs.items() if k not in _FORMER_VIDEO_ARGUMENTS or entry.takes(k)}
-    return entry.factory(**kwargs)
+    return model_entry(name).factory(**saved_arguments(name, kwargs))

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from lightact.data.skeleton.features import clip_features, with_scores
 from lightact.data.skeleton.layouts import Layout
 from lightact.data.skeleton.pickle_io import safe_load_pickle
+from lightact.errors import UnknownNameError
 
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
@@ -33,10 +34,20 @@ def load_split(data: dict | str | Path, split: str) -> tuple[list[dict], list[st
     splits = data.get("split") or {}
     if split not in splits:
         if splits:
-            raise KeyError(f"split {split!r} not found; the file has: {', '.join(sorted(splits))}")
+            raise UnknownNameError(f"split {split!r} not found; the file has: {', '.join(sorted(splits))}")
         return annotations, data.get("classes")
     wanted = set(splits[split])
-    return [a for a in annotations if a["frame_dir"] in wanted], data.get("classes")
+    chosen = [a for a in annotations if a["frame_dir"] in wanted]
+    unknown = len(wanted) - len({a["frame_dir"] for a in chosen})
+    if unknown:
+        ghosts = sorted(wanted - {a["frame_dir"] for a in chosen})
+        warnings.warn(
+            f"split {split!r} lists {unknown} id(s) without an annotation, left out: "
+            + ", ".join(map(str, ghosts[:5]))
+            + (" ..." if unknown > 5 else ""),
+            stacklevel=2,
+        )
+    return chosen, data.get("classes")
 
 
 def hold_out(
@@ -110,6 +121,11 @@ class SkeletonDataset(Dataset):
             raise ValueError("the dataset is empty: no annotation in this split")
         keep, empty = [], []
         for ann in annotations:
+            if ann["keypoint"].ndim != 4:
+                raise ValueError(
+                    f"sample {ann['frame_dir']!r}: keypoint has shape {list(ann['keypoint'].shape)}, "
+                    "not [persons, frames, joints, coordinates]"
+                )
             joints = ann["keypoint"].shape[2]
             if joints != self.layout.num_joints:
                 raise ValueError(

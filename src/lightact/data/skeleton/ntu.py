@@ -13,6 +13,7 @@ bodies that move most are kept, in the order they first appear.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 import warnings
@@ -25,7 +26,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from lightact.data.skeleton.pickle_io import save_pickle
-from lightact.utils import available_cores, progress_bar
+from lightact.errors import DataError, UsageError, check_writable_dir
+from lightact.utils import available_cores, die_with_parent, progress_bar
 
 NUM_JOINTS = 25
 JOINT_FIELDS = 12  # x y z depthX depthY colorX colorY orientationW/X/Y/Z trackingState
@@ -52,7 +54,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 
 
-class NTUFormatError(ValueError):
+class NTUFormatError(DataError):
     """A ``.skeleton`` file (or sample name) does not follow the NTU format."""
 
 
@@ -255,7 +257,7 @@ def parse_sample_name(name: str) -> dict[str, int]:
 
 def _check_dataset(dataset: str) -> str:
     if dataset not in DATASETS:
-        raise ValueError(f"unknown NTU dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+        raise UsageError(f"unknown NTU dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     return dataset
 
 
@@ -409,13 +411,16 @@ def convert_ntu(
     """
     start_time = time.perf_counter()
     _check_dataset(dataset)
-    raw_dir = Path(raw_dir)
+    raw_dir, out = Path(raw_dir), Path(out)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"NTU skeleton folder {raw_dir} does not exist")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder: give the annotation pickle to write")
+    check_writable_dir(out.parent, "--out's folder")  # before hours of parsing, not after
+    skip = read_missing_list(missing) if missing is not None else set()
     files = sorted(raw_dir.rglob("*.skeleton"), key=lambda p: (p.name, str(p)))
     if not files:
         raise FileNotFoundError(f"no .skeleton files under {raw_dir}")
-    skip = read_missing_list(missing) if missing is not None else set()
 
     errors: dict[str, str] = {}
     duplicates: list[str] = []
@@ -436,7 +441,7 @@ def convert_ntu(
                 n_excluded += 1
                 continue
         except NTUFormatError as err:
-            errors[name] = str(err)
+            errors[name] = f"{path}: {err}"
             continue
         todo.append(str(path))
 
@@ -449,7 +454,9 @@ def convert_ntu(
             results: Iterable[tuple[str, np.ndarray | None, str | None]] = map(_convert_one, todo)
             pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=workers)
+            pool = ProcessPoolExecutor(
+                max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+            )
             chunksize = max(1, min(64, len(todo) // (workers * 8)))
             results = pool.map(_convert_one, todo, chunksize=chunksize)
         try:
@@ -469,6 +476,9 @@ def convert_ntu(
                 pool.shutdown(cancel_futures=True)
 
     annotations.sort(key=lambda a: a["frame_dir"])
+    if not annotations:  # an earlier, good --out is kept rather than replaced by an empty one
+        shown = "; ".join(list(dict(sorted(errors.items())).values())[:3]) or "every file was skipped"
+        raise DataError(f"no NTU file under {raw_dir} could be converted, {out} was not written: {shown}")
     splits = make_splits([a["frame_dir"] for a in annotations], dataset)
     save_pickle({"split": splits, "annotations": annotations}, out)
 

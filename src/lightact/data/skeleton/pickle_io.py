@@ -12,6 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from lightact.errors import DataError, UnsafeFileError
 from lightact.utils import atomic_write
 
 # The globals a pickle of dicts/lists/tuples/str/int/float/ndarray/np.dtype/np scalars may reference.
@@ -31,7 +32,7 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UnsafeFileError, pickle.UnpicklingError):
     """The pickle references something other than plain data."""
 
 
@@ -48,15 +49,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def safe_load_pickle(path: str | Path) -> Any:
     """Load a pickle that may only contain plain data; raise :class:`UnsafePickleError` otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an annotation pickle")
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     data = path.read_bytes()
+    if data.startswith(b"\x93NUMPY"):
+        raise DataError(
+            f"{path} is a NumPy array (.npy), not an annotation pickle: convert it with the schema "
+            "of docs/formats.md (predict reads .npy arrays directly)"
+        )
+    if not data:
+        raise DataError(f"{path} is empty (0 bytes): not an annotation pickle")
     try:
         return _RestrictedUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable pickle ({err})") from err
+    except (pickle.UnpicklingError, EOFError, ValueError, MemoryError, RecursionError) as err:
+        raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
+    except Exception as err:  # noqa: BLE001 - a corrupt pickle fails in many ways (TypeError, ...)
+        raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
 
 
 def save_pickle(obj: Any, path: str | Path) -> None:

@@ -28,12 +28,13 @@ KINDS = {
     "missing_key": "an annotation lacks a required key",
     "bad_type": "a field has the wrong type",
     "keypoint_shape": "keypoint is not [M, T, V, C] with C 2 or 3",
+    "joint_count": "samples differ in their number of joints V (one file holds one joint layout)",
     "total_frames": "total_frames differs from the keypoint's T",
     "score_shape": "keypoint_score is not [M, T, V] matching keypoint",
     "missing_score": "2D keypoints without keypoint_score",
     "unlabelled": "label -1 (unknown, as pose extraction writes it): fine for predict, not for training",
     "non_finite": "NaN or infinite coordinates or scores",
-    "label_range": "label is negative or not below num_classes",
+    "label_range": "label is negative or not below num_classes (or the file's own class list)",
     "duplicate": "the same frame_dir is annotated more than once",
     "split_unknown_id": "a split lists an id that has no annotation",
 }
@@ -168,12 +169,26 @@ def validate_annotations(data_or_path: Any, num_classes: int | None = None) -> l
         )
         annotations = []
 
+    if isinstance(data.get("annotations"), list | tuple) and not data["annotations"]:
+        problems.append(Problem(None, "structure", "'annotations' is empty: the file holds no sample"))
+    classes = data.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
+            problems.append(Problem(None, "structure", "'classes' is not a list of class names"))
+        elif num_classes is None:
+            num_classes = len(classes)  # labels must name one of the file's own classes
+
     ids: Counter[str] = Counter()
+    joints: dict[str, int] = {}
     for index, ann in enumerate(annotations):
         sample, found = _check_annotation(index, ann, num_classes)
         problems += found
         if sample is not None:
             ids[sample] += 1
+            keypoint = ann.get("keypoint")
+            if isinstance(keypoint, np.ndarray) and keypoint.ndim == 4:
+                joints[sample] = keypoint.shape[2]
+    problems += _joint_count_problems(joints)
     for sample, count in ids.items():
         if count > 1:
             problems.append(Problem(sample, "duplicate", f"{sample}: annotated {count} times"))
@@ -203,6 +218,22 @@ def validate_annotations(data_or_path: Any, num_classes: int | None = None) -> l
                             )
                         )
     return problems
+
+
+def _joint_count_problems(joints: dict[str, int]) -> list[Problem]:
+    """The samples whose joint count differs from the one most samples have."""
+    if len(set(joints.values())) <= 1:
+        return []
+    usual, count = Counter(joints.values()).most_common(1)[0]
+    return [
+        Problem(
+            sample,
+            "joint_count",
+            f"{sample}: keypoint has V = {v} joints, {count} other sample(s) have {usual}",
+        )
+        for sample, v in joints.items()
+        if v != usual
+    ]
 
 
 def _truncate(items: list[str], limit: int) -> str:

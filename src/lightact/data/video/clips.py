@@ -4,7 +4,9 @@
 sampler sees the real frame count), seeks to the key frame before each wanted frame that is far from
 the decoder's position, decodes forward to it, and converts only the wanted frames to RGB (scaled in
 the same libswscale call when ``short_side`` is given). Frame numbers come from presentation
-timestamps; a stream without timestamps is decoded sequentially instead. The header's frame count is
+timestamps (:func:`~lightact.data.video.reader.numbered_frames`: a frame a variable-rate stream
+skips repeats the previous one); AVI, and a stream without usable timestamps, is decoded from the
+start instead. The header's frame count is
 an estimate for some containers (WebM): a wanted frame past the real end is replaced by the last one.
 
 Frame folders (``img_00001.jpg``, ... as written by MMAction2's extraction tools) go through
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lightact.data.video.reader import VideoDecodeError, _av, _open, _stream_fps
+from lightact.data.video.reader import VideoDecodeError, _av, _open, _stream_fps, numbered_frames, warn_if_cut
 
 __all__ = ["FRAME_TEMPLATE", "count_folder_frames", "read_clip", "read_frame_folder", "short_side_size"]
 
@@ -98,6 +100,8 @@ def read_clip(
             raise VideoDecodeError(f"{path}: no frame could be decoded")
         # A header that over-counts leaves wanted frames past the end: use the last real frame.
         known = np.array(sorted(frames))
+        if wanted.max() > known[-1]:
+            warn_if_cut(path, int(known[-1]) + 1, count)
         take = known[np.clip(np.searchsorted(known, wanted, side="right") - 1, 0, len(known) - 1)]
         size = None
         out = []
@@ -181,14 +185,19 @@ def _decode_wanted(container, stream, fps: float, wanted: list[int], seek_gap: i
 
 
 def _decode_sequential(container, stream, wanted: list[int]) -> dict:
+    """Decode from the start, numbering frames as :func:`numbered_frames` does (a frame the
+    timestamps skip is the previous one again)."""
     wanted_set, final = set(wanted), max(wanted)
     frames = {}
-    i, frame = -1, None
-    for i, frame in enumerate(container.decode(stream)):
+    i, frame, previous = -1, None, None
+    for i, frame in numbered_frames(container, stream):
+        # Wanted frames in a gap before this one repeat the previous frame.
+        frames.update({w: previous for w in wanted_set if w < i and w not in frames and previous is not None})
         if i in wanted_set:
             frames[i] = frame
         if i >= final:
             break
+        previous = frame
     if frame is not None and i < final:
         frames.setdefault(i, frame)  # wanted frames past the end get the last real one
     return frames

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+from lightact.errors import DataError
 
 __all__ = [
     "MissingDependencyError",
@@ -46,7 +49,7 @@ class MissingDependencyError(ImportError):
     """An optional dependency is not installed; the message says what to install."""
 
 
-class VideoDecodeError(ValueError):
+class VideoDecodeError(DataError):
     """A video could not be opened or decoded. The message names the file (and the frame, mid-stream)."""
 
 
@@ -131,11 +134,67 @@ def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int
     return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
 
 
+_REORDER = 8  # frames an AVI's decoder-order timestamps may be out of display order
+
+
+def numbered_frames(container, stream, frames: Iterator | None = None) -> Iterator[tuple[int, object]]:
+    """``(number, frame)`` for each decoded frame: its position in the video's frame sequence, from
+    its timestamp.
+
+    A variable-frame-rate file (or an AVI with dropped frames) decodes fewer frames than its frame
+    sequence holds: a frame's number is its presentation time x the stream's frame rate, so a gap in
+    the numbers is a frame that repeats the previous one; counting decoded frames instead would
+    squeeze 30 s into 5. An AVI's timestamps are frame positions in decoding order (shifted by the
+    B-frame delay, out of display order for H.264): they are sorted within a window of
+    :data:`_REORDER` frames and counted from the first. Frames without timestamps are counted.
+    ``frames`` is the decoder's iterator (default: decode ``stream`` from where it stands).
+    """
+    import heapq
+
+    frames = container.decode(stream) if frames is None else frames
+    fps, time_base, start = _stream_fps(stream), stream.time_base, stream.start_time or 0
+    avi = "avi" in set((container.format.name or "").split(","))
+    timed = time_base is not None and fps > 0
+    last, first, pending, stamps = -1, None, [], []  # pending: frames awaiting their (AVI) number
+    for frame in frames:
+        if frame.pts is None or not timed:
+            number = last + 1
+        elif not avi:
+            number = int(round(float((frame.pts - start) * time_base) * fps))
+        else:
+            heapq.heappush(stamps, frame.pts)
+            pending.append(frame)
+            if len(pending) <= _REORDER:
+                continue
+            stamp = heapq.heappop(stamps)
+            first = stamp if first is None else first
+            number, frame = stamp - first, pending.pop(0)
+        last = max(last + 1, number)
+        yield last, frame
+    for frame in pending:
+        stamp = heapq.heappop(stamps)
+        first = stamp if first is None else first
+        last = max(last + 1, stamp - first)
+        yield last, frame
+
+
+def warn_if_cut(path: str | Path, decoded: int, expected: int) -> None:
+    """Warn when a video decodes to clearly fewer frames than its header announces: a file cut
+    short (an interrupted download or copy) otherwise passes for a shorter video."""
+    if expected > 0 and decoded < expected - 2 and decoded < 0.95 * expected:
+        warnings.warn(
+            f"{path}: decoded {decoded} of the {expected} frames its header announces; the file "
+            "may be cut short (only the decoded frames are used)",
+            stacklevel=3,
+        )
+
+
 def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
     """Decode ``path`` frame by frame: RGB uint8 arrays [H, W, 3], downscaled to ``max_side``.
 
     Decoding is threaded (FFmpeg's frame/slice threads) and streamed: only the current frame is held.
     Scaling and the conversion to RGB happen in one libswscale call (area filter when downscaling).
+    A file that decodes to clearly fewer frames than its header says warns (:func:`warn_if_cut`).
     The file is closed when the iterator is exhausted, closed or garbage collected.
     """
     for frame in iter_timed_frames(path, max_side):
@@ -220,6 +279,7 @@ def decode_timed(
         index += 1
     if index == 0:
         raise VideoDecodeError(f"{name}: no frame could be decoded")
+    warn_if_cut(name, index, int(stream.frames or 0))
 
 
 _DONE = object()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,31 @@ class PoseResult:
     original_shape: tuple[int, int]  # (h, w) of the video
     seconds: float  # decoding + pose, wall clock
     times: np.ndarray | None = None  # seconds of each frame from the first, when frames came timed
+    # Person-frames removed as appearances shorter than min_run (why a video may have nobody left).
+    short_runs_removed: int = 0
 
     @property
     def total_frames(self) -> int:
         return int(self.keypoint.shape[1])
+
+    def on_frame_grid(self, fps: float) -> PoseResult:
+        """The poses at every slot of a ``fps`` frame sequence, a slot without a frame of its own
+        holding the frame before it (``times`` then None); itself when the frames were evenly
+        timed (or untimed)."""
+        if self.times is None or not len(self.times):
+            return self
+        slots = np.round(np.asarray(self.times) * fps).astype(np.int64)
+        if np.array_equal(slots, np.arange(len(slots))):
+            return self
+        rows = np.searchsorted(slots, np.arange(int(slots.max()) + 1), side="right") - 1
+        rows = np.clip(rows, 0, None)
+        return replace(
+            self,
+            keypoint=np.ascontiguousarray(self.keypoint[:, rows]),
+            keypoint_score=np.ascontiguousarray(self.keypoint_score[:, rows]),
+            keypoint_3d=np.ascontiguousarray(self.keypoint_3d[:, rows]),
+            times=None,
+        )
 
     @property
     def persons_per_frame(self) -> np.ndarray:
@@ -253,6 +274,10 @@ class PoseExtractor:
         start = time.perf_counter()
         for t, item in enumerate(frames):
             frame = item.rgb if isinstance(item, TimedFrame) else item
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(
+                    f"frame {t}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
+                )
             if isinstance(item, TimedFrame):
                 times.append(item.time)
             if img_shape is None:
@@ -280,10 +305,14 @@ class PoseExtractor:
         keypoint = np.stack(kp, axis=1)
         keypoint_score = np.stack(score, axis=1)
         keypoint_3d = np.stack(kp3d, axis=1)
-        if self.min_run > 1:
+        # A video shorter than min_run keeps a person seen in all of it (a 1-frame video).
+        min_run = min(self.min_run, keypoint.shape[1])
+        dropped = 0
+        if min_run > 1:
             for person in range(m):
                 present = (keypoint_score[person] > 0).any(axis=1)
-                drop = present & ~drop_short_runs(present, self.min_run)
+                drop = present & ~drop_short_runs(present, min_run)
+                dropped += int(drop.sum())
                 keypoint[person, drop] = 0
                 keypoint_score[person, drop] = 0
                 keypoint_3d[person, drop] = 0
@@ -297,6 +326,7 @@ class PoseExtractor:
             original_shape=(int(oh), int(ow)),
             seconds=seconds,
             times=np.asarray(times, dtype=np.float64) if len(times) == len(kp) else None,
+            short_runs_removed=dropped,
         )
 
     def process_video(
@@ -322,6 +352,11 @@ class PoseExtractor:
         result = self.process_frames(
             prefetch(frames) if overlap else frames, (info.height, info.width), on_frame=on_frame
         )
+        if pose_fps is None and info.fps > 0:
+            # Every decoded frame was posed: a variable-rate stream (or dropped frames) leaves
+            # slots of the video's frame sequence without a frame, each showing the frame before
+            # it, so its poses are that frame's; the rows are then the video's frames in time.
+            result = result.on_frame_grid(info.fps)
         result.seconds = time.perf_counter() - start  # include the decoding
         return result
 
@@ -347,6 +382,7 @@ def pose_annotation(result: PoseResult, frame_dir: str, fps: float, label: int =
         "original_shape": tuple(int(v) for v in result.original_shape),
         "fps": float(fps),
         "layout": LAYOUT,
+        "short_runs_removed": int(result.short_runs_removed),
     }
 
 

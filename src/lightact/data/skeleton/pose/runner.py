@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 import warnings
@@ -15,7 +16,8 @@ from lightact.data.skeleton.pose.extractor import PoseExtractor, PoseResult, pos
 from lightact.data.skeleton.pose.mediapipe import INSTALL_HINT, mediapipe_available, quiet_fd2
 from lightact.data.skeleton.pose.parts import load_part, part_path, write_part
 from lightact.data.video.reader import VIDEO_SUFFIXES, MissingDependencyError, VideoDecodeError, video_info
-from lightact.utils import available_cores, progress_bar
+from lightact.errors import UsageError, check_writable_dir
+from lightact.utils import available_cores, die_with_parent, exclusive_lock, progress_bar
 
 
 def _read_video_list(path: Path) -> list[tuple[Path, int]]:
@@ -52,7 +54,9 @@ def collect_videos(inputs: str | Path | Sequence[str | Path]) -> list[tuple[Path
                 raise FileNotFoundError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {path}")
             videos += [(p, -1) for p in found]
         elif path.suffix.lower() in VIDEO_SUFFIXES:
-            videos.append((path, -1))  # a missing video is reported as failed, not raised
+            if not path.is_file():  # named on the command line: a usage error (one in a list: a failure)
+                raise FileNotFoundError(f"no video at {path}")
+            videos.append((path, -1))
         elif path.is_file():
             videos += _read_video_list(path)
         else:
@@ -69,6 +73,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(max_persons: int, max_side: int | None, queue: Any) -> None:
+    # The forkserver's child (or, with spawn, ours): it ends with that parent, which ends with us.
+    die_with_parent(int(os.environ.get("LIGHTACT_POSE_PARENT", os.getppid())))
     with quiet_fd2():
         _WORKER["extractor"] = PoseExtractor(max_persons=max_persons, max_side=max_side)
     _WORKER["queue"] = queue
@@ -117,12 +123,13 @@ def _unique_ids(videos: Sequence[Path]) -> list[str]:
 def _pool_context():
     import multiprocessing
 
-    # forkserver: workers fork from a clean server process that imported this module (and so torch,
-    # via the lightact package) once, instead of each worker importing it again (spawn) or inheriting
-    # the parent's threads (fork).
+    # forkserver: workers fork from a clean server process that imported this module once, instead
+    # of each worker importing it again (spawn) or inheriting the parent's threads (fork). The
+    # forkserver (forkserver_guard), and the workers, end with the process that started them.
+    os.environ["LIGHTACT_POSE_PARENT"] = str(os.getpid())
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
+        ctx.set_forkserver_preload([f"{__package__}.forkserver_guard", __name__])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -230,20 +237,45 @@ def run_pose(
     returns stats: ``videos``, ``computed``, ``resumed``, ``failed`` (list of {video, error}),
     ``frames`` (in the output), ``frames_computed``, ``seconds`` (wall clock of this run), ``fps``
     (frames computed per second of this run), ``per_video`` (frame_dir -> frames, seconds, fps,
-    person_share, second_person_share, resumed), ``workers``, ``out``.
+    person_share, second_person_share, resumed), ``workers``, ``out``, ``written`` (False when
+    every video failed: then ``out`` is left as it was).
     """
-    from lightact.data.skeleton.pickle_io import save_pickle
-
     start = time.perf_counter()
     if not mediapipe_available():
         raise MissingDependencyError(f"pose extraction needs MediaPipe: {INSTALL_HINT}")
     out = Path(out)
+    # Everything the command line names is checked before anything is computed or written.
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder: give the skeleton pickle to write")
+    check_writable_dir(out.parent, "--out's folder")
     classes: list[str] | None = None
     if labels is not None:
-        classes = [
-            line.strip() for line in Path(labels).read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        if not Path(labels).is_file():
+            raise FileNotFoundError(f"--labels: no class-name file at {labels}")
+        try:
+            text = Path(labels).read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UsageError(f"--labels {labels} is not a text file of class names ({err})") from None
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
     videos = collect_videos(inputs)
+    if not videos:
+        raise UsageError("no video to process: the inputs name none")
+    with exclusive_lock(out.with_name(out.name + ".lock"), f"--out {out}"):
+        return _run_pose(videos, out, classes, workers, max_persons, max_side, progress, start)
+
+
+def _run_pose(
+    videos: list[tuple[Path, int]],
+    out: Path,
+    classes: list[str] | None,
+    workers: int | None,
+    max_persons: int,
+    max_side: int | None,
+    progress: bool,
+    start: float,
+) -> dict[str, Any]:
+    from lightact.data.skeleton.pickle_io import save_pickle
+
     parts_dir = out.with_name(out.name + ".parts")
     parts = [part_path(parts_dir, v) for v, _ in videos]
 
@@ -289,7 +321,8 @@ def run_pose(
     data: dict[str, Any] = {"split": {"all": ids}, "annotations": annotations}
     if classes is not None:
         data["classes"] = classes
-    save_pickle(data, out)
+    if annotations:  # with every video failed, an earlier good --out is kept, not emptied
+        save_pickle(data, out)
 
     per_video = {}
     for i, frame_dir in zip(ok, ids, strict=True):
@@ -322,4 +355,5 @@ def run_pose(
         "fps": frames_computed / seconds if seconds > 0 else 0.0,
         "per_video": per_video,
         "workers": n_workers if todo else 0,
+        "written": bool(annotations),
     }
