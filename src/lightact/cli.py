@@ -74,8 +74,8 @@ app.add_typer(weights_app, name="weights")
 # Everything is printed literally (markup=False): class names, paths and messages may hold brackets
 # ("pip install 'lightact[pose]'"), which rich markup would swallow. Long lines stay whole
 # (soft_wrap), so paths can be copied.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+console = Console(soft_wrap=True, markup=False, highlight=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 ConfigArg = Annotated[
     Path | None,
