@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from lightact.data.skeleton.layouts import Layout
+from lightact.data.skeleton.layouts import Layout, get_layout, list_layouts
 from lightact.errors import DataError, UnsafeFileError
 from lightact.models.weights import resolve_weights_path
 from lightact.utils import atomic_write
@@ -192,10 +192,19 @@ def _check_data_section(data: Any, path: Path) -> None:
 
 
 def _layout(value: Any, path: Path) -> Layout:
-    """The joint layout in a description (:meth:`Layout.to_dict` form), checked field by field."""
+    """The joint layout in a description (:meth:`Layout.to_dict` form), checked field by field; or
+    the name of a registered layout (never a path: a file does not choose what else is read)."""
+    if isinstance(value, str):
+        if value not in list_layouts():
+            raise DataError(f"{path}: kwargs.layout {value[:64]!r} is not a registered layout")
+        return get_layout(value)
     fields = {"name": str, "joints": list, "bones": list, "center": int, "flip_pairs": list}
-    if not isinstance(value, dict) or set(value) != set(fields):
-        raise DataError(f"{path}: kwargs.layout must be a mapping of {', '.join(fields)}")
+    optional = ("spine", "shoulders")  # written only for layouts that name them
+    if not isinstance(value, dict) or not set(fields) <= set(value) <= {*fields, *optional}:
+        raise DataError(
+            f"{path}: kwargs.layout must be a mapping of {', '.join(fields)} (and optionally "
+            f"{', '.join(optional)})"
+        )
     for key, kind in fields.items():
         if not isinstance(value[key], kind) or isinstance(value[key], bool):
             raise DataError(
@@ -213,6 +222,19 @@ def _layout(value: Any, path: Path) -> Layout:
             for p in pairs
         ):
             raise DataError(f"{path}: kwargs.layout.{key} must be pairs of joint indices")
+    for key in optional:
+        ends = value.get(key)
+        if ends is not None and not (
+            isinstance(ends, list)
+            and len(ends) == 2
+            and all(
+                isinstance(end, list)
+                and 0 < len(end) <= len(joints)
+                and all(isinstance(i, int) and not isinstance(i, bool) for i in end)
+                for end in ends
+            )
+        ):
+            raise DataError(f"{path}: kwargs.layout.{key} must be two lists of joint indices")
     try:
         return Layout.from_dict(value)
     except ValueError as err:

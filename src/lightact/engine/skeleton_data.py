@@ -97,7 +97,7 @@ class SkeletonDataModule(ActionDataModule):
                 raise UsageError(
                     f"data.{key}: {str(err.args[0]) if isinstance(err, KeyError) else err}"
                 ) from None
-        for split in ("train", "val", "test"):
+        for split in ("train", "val", "test") if self.has_validation else ("train", "test"):
             try:
                 self.dataset(split, train=split == "train")
             except KeyError as err:
