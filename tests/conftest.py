@@ -56,11 +56,14 @@ def save_checkpoint():
     """``save_checkpoint(directory, model, name, kwargs, classes, data, task)`` saves ``model`` (built
     by ``create_model(name, **kwargs)``) as a training run does: its weights and the description a
     predictor reads, with ``data`` as the data module's ``inference_meta()``. Returns ``directory``."""
+    from lightact.data.skeleton.layouts import get_layout
     from lightact.engine.checkpoint import save_weights
     from lightact.models.registry import model_entry
 
     def save(directory, model, name, kwargs, classes, data, task="classification"):
         entry = model_entry(name)
+        if isinstance(kwargs.get("layout"), str):  # a run stores its layout in full, as data
+            kwargs = {**kwargs, "layout": get_layout(kwargs["layout"]).to_dict()}
         meta = {
             "model": name,
             "kwargs": kwargs,

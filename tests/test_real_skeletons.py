@@ -13,16 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from lightact.cli import app
+from lightact.configs import CONFIG_DIR
 from lightact.data.skeleton.importer import import_dataset
 from lightact.data.skeleton.layouts import Layout, load_layout_yaml
 from lightact.data.skeleton.pickle_io import safe_load_pickle
 from lightact.data.skeleton.transforms import build_transforms
 from lightact.data.skeleton.validate import validate_annotations
 
-REPO = Path(__file__).resolve().parents[1]
 SKELETONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "skeletons"
 MSR_DIR, SBU_DIR = SKELETONS / "msr_action3d", SKELETONS / "sbu_kinect_interaction"
-DATASETS = REPO / "configs" / "datasets"
+DATASETS = CONFIG_DIR / "datasets"
 MSR_LAYOUT, SBU_LAYOUT = DATASETS / "kinect_v1_20_msr.yaml", DATASETS / "sbu15.yaml"
 
 needs_msr = pytest.mark.skipif(not MSR_DIR.is_dir(), reason=f"MSR Action3D is not in {MSR_DIR}")
@@ -139,7 +139,7 @@ def short_run(tmp_path: Path, config: str, pickle: Path, *overrides: str) -> dic
         app,
         [
             "train",
-            str(REPO / "configs" / config),
+            str(CONFIG_DIR / config),
             f"data.path={pickle}",
             f"work_dir={tmp_path}",
             "trainer.progress_bar=false",

@@ -141,11 +141,8 @@ def _config(config: Path | None, overrides: list[str] | None, extra: list[str] =
         config, overrides = None, [str(config), *overrides]
     stray = [o for o in overrides if "=" not in o]
     if stray:
-        raise fail(f"unexpected argument(s) {stray}: overrides are key.path=value")
-    try:
-        return load_config(config, overrides)
-    except ConfigError as err:
-        raise fail(err) from None
+        raise ConfigError(f"unexpected argument(s) {stray}: overrides are key.path=value")
+    return load_config(config, overrides)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -213,22 +210,15 @@ def train(
     import json
 
     cfg = _config(config, [*(overrides or []), *([f"folds={folds}"] if folds else [])], ctx.args)
-    from lightact.data.skeleton.dataset import SplitError
-    from lightact.data.video.reader import MissingDependencyError
     from lightact.engine.train import train as run_training
 
-    try:
-        if cfg.folds:
-            from lightact.engine.folds import train_folds
+    if cfg.folds:
+        from lightact.engine.folds import train_folds
 
-            _print_folds(train_folds(cfg, resume=resume))
-            console.print(f"work dir: {cfg.resolved_work_dir}")
-            return
-        work_dir = run_training(cfg, resume=resume, echo=console.print)
-    except (SplitError, FileExistsError, FileNotFoundError, MissingDependencyError) as err:
-        # a split the file lacks, a used work dir without --resume, --resume without a run,
-        # a missing file or extra
-        raise fail(err) from None
+        _print_folds(train_folds(cfg, resume=resume))
+        console.print(f"work dir: {cfg.resolved_work_dir}")
+        return
+    work_dir = run_training(cfg, resume=resume, echo=console.print)
     metrics_file = work_dir / "metrics.json"
     if metrics_file.is_file():
         _print_metrics(json.loads(metrics_file.read_text()))
@@ -303,10 +293,7 @@ def evaluate(
     cfg = _config(config, overrides, extra)
     from lightact.engine.train import evaluate as run_evaluation
 
-    try:
-        metrics = run_evaluation(cfg, source, out_dir=out, progress=True, dump=dump)
-    except (ValueError, OSError) as err:
-        raise fail(err) from None
+    metrics = run_evaluation(cfg, source, out_dir=out, progress=True, dump=dump)
     _print_metrics(metrics)
     if dump is not None:
         console.print(f"per-sample predictions: {dump}")
@@ -361,35 +348,31 @@ def predict(
     models, as clips for video models, as features for long-video models), skeleton files, images.
     With --live, a camera, stream or file as it plays (skeleton models; Ctrl-C ends it)."""
     import json
-    import pickle
 
     from lightact.inference import Recognizer, predict_path
 
     if (input is None) == (live is None):
         raise fail("give an INPUT or --live SOURCE (one of them)")
     check_writable_dir(out, "--out")
-    try:
-        recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
-        if recognizer.modality == "skeleton":
-            recognizer.set_video_options(pose_fps=pose_fps, person_mode=persons)
-        elif pose_fps is not None or persons != "auto" or live is not None:
-            raise ValueError(
-                f"--pose-fps, --persons and --live need a skeleton model; this is a {recognizer.modality} one"
-            )
-        if live is not None:
-            from lightact.inference.live import run_live
-
-            summary = run_live(
-                recognizer, live, window=window, stride=stride, topk=topk, render=render, out_dir=out,
-                seconds=seconds, echo=console.print,
-            )  # fmt: skip
-            console.print(json.dumps(summary, indent=2))
-            return
-        predictions = predict_path(
-            recognizer, input, window, stride, topk, out, device=device, skip_errors=True, render=render
+    recognizer = Recognizer.from_checkpoint(checkpoint, device, backend=backend)
+    if recognizer.modality == "skeleton":
+        recognizer.set_video_options(pose_fps=pose_fps, person_mode=persons)
+    elif pose_fps is not None or persons != "auto" or live is not None:
+        raise UsageError(
+            f"--pose-fps, --persons and --live need a skeleton model; this is a {recognizer.modality} one"
         )
-    except (ValueError, OSError, pickle.UnpicklingError) as err:
-        raise fail(err) from None
+    if live is not None:
+        from lightact.inference.live import run_live
+
+        summary = run_live(
+            recognizer, live, window=window, stride=stride, topk=topk, render=render, out_dir=out,
+            seconds=seconds, echo=console.print,
+        )  # fmt: skip
+        console.print(json.dumps(summary, indent=2))
+        return
+    predictions = predict_path(
+        recognizer, input, window, stride, topk, out, device=device, skip_errors=True, render=render
+    )
     for prediction in predictions:
         console.print(prediction.table(windows=show_windows))
     console.print(f"JSON and timeline PNGs in {out}")
@@ -523,8 +506,8 @@ def export(
         result = export_model(
             source, out, dynamic, tolerance=tolerance, opset=opset, exporter=exporter, quantize=quantize
         )
-    except (ExportError, KeyError, FileNotFoundError, ValueError) as err:
-        raise fail(f"export failed: {err}", 1) from None
+    except ExportError as err:
+        raise DataError(f"export of {source} failed: {err}") from None
     _print_export(result)
 
 
@@ -707,12 +690,9 @@ def import_data(
     ] = False,
 ) -> None:
     """Per-sequence text/CSV/.npy skeleton files -> annotation pickle with the spec's splits."""
-    from lightact.data.skeleton.importer import ImportFileError, ImportSpecError, import_dataset
+    from lightact.data.skeleton.importer import import_dataset
 
-    try:
-        report = import_dataset(spec, out, root=root, skip_errors=skip_errors, progress=True)
-    except (ImportSpecError, ImportFileError) as err:
-        raise fail(err) from None
+    report = import_dataset(spec, out, root=root, skip_errors=skip_errors, progress=True)
     for item in report.dropped:
         console.print(f"dropped {item['sample']} ({item['file']}): {item['reason']}")
     for item in report.failed:

@@ -232,8 +232,10 @@ def plot_latency(result: dict, path: str | Path, batch: int | None = None) -> Pa
         scale = "linear scale"
     ax.set_xlabel(f"latency at batch {batch}, ms (median; whisker to p90; {scale})")
     env = result.get("environment") or {}
+    threads = env.get("torch_threads", "?")
     ax.set_title(
-        f"{env.get('cpu', '')}, {env.get('torch_threads', '?')} threads, {env.get('device', '')}", fontsize=9
+        f"{env.get('cpu', '')}, {threads} torch thread{'' if threads == 1 else 's'}, {env.get('device', '')}",
+        fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
     ax.grid(axis="x", which="both", alpha=0.3)

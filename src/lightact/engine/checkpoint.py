@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from lightact.data.skeleton.layouts import Layout, get_layout, list_layouts
+from lightact.data.skeleton.layouts import Layout
 from lightact.errors import DataError, UnsafeFileError
 from lightact.models.weights import resolve_weights_path
 from lightact.utils import atomic_write
@@ -192,12 +192,7 @@ def _check_data_section(data: Any, path: Path) -> None:
 
 
 def _layout(value: Any, path: Path) -> Layout:
-    """The joint layout in a description (:meth:`Layout.to_dict` form), checked field by field; or
-    the name of a registered layout (never a path: a file does not choose what else is read)."""
-    if isinstance(value, str):
-        if value not in list_layouts():
-            raise DataError(f"{path}: kwargs.layout {value[:64]!r} is not a registered layout")
-        return get_layout(value)
+    """The joint layout in a description (:meth:`Layout.to_dict` form), checked field by field."""
     fields = {"name": str, "joints": list, "bones": list, "center": int, "flip_pairs": list}
     optional = ("spine", "shoulders")  # written only for layouts that name them
     if not isinstance(value, dict) or not set(fields) <= set(value) <= {*fields, *optional}:

@@ -125,6 +125,8 @@ class SkeletonDataModule(ActionDataModule):
 
     def check_splits(self) -> None:
         """Fail before training, in one line, when the config names a split the file lacks."""
+        if not isinstance(self.source, dict):
+            return  # not an annotation file at all: check() says so, naming the file
         splits = self.source.get("split") or {}
         if not splits:
             return  # a file without split lists: every split is the whole file

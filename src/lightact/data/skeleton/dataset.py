@@ -14,12 +14,12 @@ from torch.utils.data import Dataset
 from lightact.data.skeleton.features import clip_features, with_scores
 from lightact.data.skeleton.layouts import Layout
 from lightact.data.skeleton.pickle_io import safe_load_pickle
-from lightact.errors import UnknownNameError
+from lightact.errors import UnknownNameError, UsageError
 
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
 
-class SplitError(ValueError):
+class SplitError(UsageError):
     """A config names a split the annotation file does not have."""
 
 

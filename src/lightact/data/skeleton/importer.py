@@ -34,17 +34,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lightact.configs import resolve as resolve_config
 from lightact.data.skeleton.pickle_io import save_pickle
+from lightact.errors import DataError, UsageError
 
 # The fields a file's path may give that the importer itself uses; any other named field is kept in
 # the annotation as it is.
 LABEL_FIELD = "label"
 
 
-class ImportSpecError(ValueError):
+class ImportSpecError(UsageError):
     """The import spec is invalid; the message names the spec file, the line and the key."""
 
 
-class ImportFileError(ValueError):
+class ImportFileError(DataError):
     """A data file does not match the spec; the message names the file, the line and what was expected."""
 
 
