@@ -44,6 +44,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,6 +209,8 @@ def _make_user_files(folder: Path) -> None:
         body = person(40, seed=i, motion=1.0 + i % 2)
         write_skeleton(raw / f"{name}.skeleton", frames_of(40, (1, body, range(40))))
     (folder / "NTU_RGBD_samples_with_missing_skeletons.txt").write_text("S001C001P001R002A001\n")
+    # A skeleton clip as a user's .npy: [frames, joints, xyz] in NTU's 25-joint layout.
+    np.save(folder / "my_clip.npy", person(48, seed=7, motion=1.0).astype(np.float32))
     if SHARED_VIDEO.is_file():
         _transcode(SHARED_VIDEO, folder / "my_video.mp4")
         (folder / "my_videos").mkdir()
