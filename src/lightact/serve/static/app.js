@@ -155,6 +155,7 @@ function showResult(data) {
     title.textContent = `${who}overall ${topkText(p.topk)}`;
     tables.append(title, windowTable(p));
   });
+  show($("empty"), false);
   show($("result"), true);
 }
 
