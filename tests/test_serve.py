@@ -364,8 +364,10 @@ class Gate:
         self.opened = threading.Event()
         self.started = threading.Semaphore(0)
         self.real = serve_app._predict
+        self.calls = 0
 
     def __call__(self, *args):
+        self.calls += 1
         self.started.release()
         if not self.opened.wait(30):
             raise RuntimeError("the test never opened the gate")
@@ -419,6 +421,23 @@ def test_past_the_time_limit_is_504_and_the_abandoned_work_is_cleaned_up(models,
         gate.open()
         _wait_until(lambda: not folder.exists() and _server(client).pool.taken == 0)
         assert _server(client).results == {}
+
+
+def test_a_request_that_times_out_in_the_queue_never_starts(models, monkeypatch):
+    gate = Gate()
+    monkeypatch.setattr(serve_app, "_predict", gate)
+    with TestClient(create_app(models, Limits(workers=1, queue=1, timeout_s=1.0))) as client:
+        first: list = []
+        running = threading.Thread(target=lambda: first.append(post(client, "star", "a.npy", npy_bytes())))
+        running.start()
+        assert gate.started.acquire(timeout=20)  # the first holds the only worker
+        queued = post(client, "star", "b.npy", npy_bytes())
+        assert queued.status_code == 504
+        running.join(30)
+        assert first[0].status_code == 504
+        gate.open()
+        _wait_until(lambda: _server(client).pool.taken == 0 and request_folders(client) == [])
+        assert gate.calls == 1  # the queued one was cancelled before it started
 
 
 def test_results_expire_and_the_server_folder_goes_at_shutdown(models):
