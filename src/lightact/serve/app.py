@@ -50,8 +50,10 @@ from lightact.serve.limits import (
     UnsupportedFile,
     Upload,
     WorkerPool,
+    freeze_start_up_objects,
     release_free_memory,
     sniff,
+    thaw_start_up_objects,
 )
 from lightact.serve.models import ServedModel
 from lightact.utils import safe_file_name
@@ -242,6 +244,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         state.open()
+        freeze_start_up_objects()
 
         async def sweep_forever() -> None:
             while True:
@@ -254,6 +257,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
         finally:
             sweeper.cancel()
             state.close()
+            thaw_start_up_objects()
 
     app = FastAPI(
         title="lightact",
