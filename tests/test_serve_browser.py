@@ -93,7 +93,8 @@ def browser(tmp_path):
         [
             CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000", "--mute-audio",
-            "--no-first-run", "about:blank",
+            "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            "about:blank",
         ],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -140,9 +141,11 @@ def _free_port() -> int:
 def server(tmp_path, save_star, save_checkpoint):
     """`lightact serve` on a free loopback port, in a thread, with the model that suits the video:
     a random one-person STAR on MediaPipe's layout for the real clip (when ../shared and MediaPipe
-    are there: the render shows the skeleton), else a random PST on a synthetic clip."""
+    are there: the render shows the skeleton), else a random PST on a synthetic clip. The PST
+    (model "clips") is served in both cases: the camera test records for it."""
     import importlib.util
 
+    clips, synthetic = _pst_and_video(tmp_path, save_checkpoint)
     if REAL_VIDEO.is_file() and importlib.util.find_spec("mediapipe") is not None:
         from lightact.data.skeleton.layouts import MEDIAPIPE33
 
@@ -151,8 +154,8 @@ def server(tmp_path, save_star, save_checkpoint):
         work_dir = save_star(tmp_path / "actions", MEDIAPIPE33, ["apply make-up", "brush hair", "wave"], data)
         video, window = REAL_VIDEO, 60  # frames of poses at 30 fps: 2 s windows
     else:
-        (work_dir, video), window = _pst_and_video(tmp_path, save_checkpoint), 12  # 1 s at 12 fps
-    models = load_models([work_dir])
+        work_dir, video, window = clips, synthetic, 12  # 1 s at 12 fps
+    models = load_models(list(dict.fromkeys([work_dir, clips])))
     port = _free_port()
     config = uvicorn.Config(create_app(models, Limits()), host="127.0.0.1", port=port, log_level="warning")
     instance = uvicorn.Server(config)
@@ -275,3 +278,25 @@ def test_the_page_shows_the_servers_one_line_error(browser, server, tmp_path):
     )
     assert "notes.mp4" in message and "HTTP 415" in message
     assert browser.evaluate("document.getElementById('result').hidden") is True
+
+
+def test_a_clip_recorded_from_the_camera_is_classified(browser, server):
+    """Chromium's fake camera (a test pattern) through getUserMedia and MediaRecorder: the page
+    records 3 s, uploads the WebM and shows the rendered result."""
+    url = server[0]
+    browser.call("Page.navigate", url=url + "/")
+    browser.wait_for("document.querySelectorAll('#model option').length > 0", 30)
+    browser.evaluate(
+        "const m = document.getElementById('model'); m.value = 'clips'; m.dispatchEvent(new Event('change'))"
+    )
+    assert browser.evaluate("document.getElementById('camera').hidden") is False
+    browser.evaluate("document.getElementById('record-seconds').value = '3'")
+    browser.evaluate("document.getElementById('record').click()")
+    browser.wait_for("document.getElementById('recorded').textContent.startsWith('recorded')", 30)
+    browser.evaluate("document.getElementById('go').click()")
+    state = browser.wait_for(
+        f"(() => {{ const s = {_RESULT}; const ready = s.readyState >= 2 && s.timeline > 0; "
+        "return s.error || ready ? s : null; })()"
+    )
+    assert state["error"] is None, state["error"]
+    assert state["summary"].startswith("camera.webm: ") and state["videoWidth"] > 0
