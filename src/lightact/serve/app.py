@@ -326,6 +326,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
         job = state.new_job()
         queued = False  # from then on the pool calls job.end once the work is over
         try:
+            state.pool.refuse_if_full()  # before copying and probing the upload for nothing
             upload, found = await _receive(file, job, served, limits)
             options = {"window": window_, "stride": stride_, "topk": topk_}
             queued = True

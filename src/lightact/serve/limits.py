@@ -235,6 +235,15 @@ class WorkerPool:
         """Requests running or waiting (abandoned ones included, until they end)."""
         return self._taken
 
+    @property
+    def full(self) -> bool:
+        return self._taken >= self.capacity
+
+    def refuse_if_full(self) -> None:
+        """:class:`PoolFull` now, before a request does any work, if :meth:`run` would refuse it."""
+        if self.full:
+            raise PoolFull(f"the server is busy ({self.capacity} requests running or waiting)")
+
     def _release(self, _: Future) -> None:
         with self._lock:
             self._taken -= 1
@@ -243,10 +252,12 @@ class WorkerPool:
         self, fn: Callable[..., T], *args: Any, timeout_s: float, on_done: Callable[[], None] | None = None
     ) -> T:
         with self._lock:
-            if self._taken >= self.capacity:
+            try:
+                self.refuse_if_full()
+            except PoolFull:
                 if on_done is not None:
                     on_done()
-                raise PoolFull(f"the server is busy ({self.capacity} requests running or waiting)")
+                raise
             self._taken += 1
         try:
             future = self._executor.submit(fn, *args)
