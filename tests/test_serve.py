@@ -159,7 +159,10 @@ def test_models_health_page_and_schema(client):
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body
     assert {"/models", "/health", "/predict"} <= set(schema["paths"])
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text
+    assert "/static-docs/swagger-ui-bundle.js" in docs.text
+    assert client.get("/static-docs/swagger-ui-bundle.js").status_code == 200
 
 
 # ---------------------------------------------------------------------------------------------------

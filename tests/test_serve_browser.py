@@ -300,3 +300,14 @@ def test_a_clip_recorded_from_the_camera_is_classified(browser, server):
     )
     assert state["error"] is None, state["error"]
     assert state["summary"].startswith("camera.webm: ") and state["videoWidth"] > 0
+
+
+def test_the_api_docs_page_renders_without_a_cdn(browser, server):
+    browser.call("Page.navigate", url=server[0] + "/docs")
+    title = browser.wait_for(
+        "(() => { const t = document.querySelector('.swagger-ui .info .title'); return t && t.textContent; })"
+        "()",
+        30,
+    )
+    assert title.startswith("lightact")
+    assert browser.wait_for("document.querySelectorAll('.opblock-summary-path').length", 30) >= 4

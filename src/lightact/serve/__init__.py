@@ -25,7 +25,12 @@ from typing import Any
 __all__ = ["INSTALL_HINT", "is_loopback", "missing_dependencies", "serve"]
 
 # Import name -> the distribution that provides it.
-_REQUIRED = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
+_REQUIRED = {
+    "fastapi": "fastapi",
+    "fastapi_offline": "fastapi-offline",
+    "uvicorn": "uvicorn",
+    "python_multipart": "python-multipart",
+}
 INSTALL_HINT = "pip install 'lightact[serve]'"
 
 

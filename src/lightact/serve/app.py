@@ -40,6 +40,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
 from lightact.inference import predict_path
@@ -259,7 +260,10 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
             state.close()
             thaw_start_up_objects()
 
-    app = FastAPI(
+    # FastAPI's own /docs page loads Swagger UI from a CDN; fastapi-offline's serves the same
+    # assets from the package, so the docs page, like ours, fetches nothing from elsewhere.
+    app = FastAPIOffline(
+        static_url="/static-docs",
         title="lightact",
         summary="Human action recognition: upload a video, an image or a skeleton file.",
         version=_version(),
