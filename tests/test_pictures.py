@@ -26,6 +26,8 @@ def saved_figures(monkeypatch):
 
     def record(self, *args, **kwargs):
         figures.append(self)
+        # Prediction.save_timeline clears its figure once written: keep what was drawn, to inspect.
+        self.clear = lambda keep_observers=False: None
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", record)

@@ -51,6 +51,7 @@ def heavy_modules_after(argv: list[str] | None) -> list[str]:
         ["eval", "--help"],
         ["configs"],
         ["bench", "-h"],
+        ["serve", "-h"],
     ],
     ids=lambda a: "import lightact" if a is None else " ".join(a),
 )

@@ -1,6 +1,6 @@
 """The ``lightact`` command line: each subcommand is a thin call into the library.
 
-Commands by what they do: running a model (``train``, ``eval``, ``predict``); models themselves
+Commands by what they do: running a model (``train``, ``eval``, ``predict``, ``serve``); models themselves
 (``models``, ``configs``, ``bench``, ``export``); turning videos into training inputs (``pose``,
 ``extract-features``); datasets (``data validate|check-images|synth|convert``).
 """
@@ -378,6 +378,44 @@ def predict(
     console.print(f"JSON and timeline PNGs in {out}")
     if render is not None:
         console.print(f"rendered: {render}")
+
+
+@app.command()
+def serve(
+    work_dirs: Annotated[
+        list[Path], typer.Argument(metavar="WORK_DIR", help="Trained models' work dirs to offer.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback, with a warning.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Predictions run at once (threads).")] = 2,
+    queue: Annotated[int, typer.Option(help="Requests waiting for a worker; more are answered 429.")] = 4,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body (413 above).")] = 50.0,
+    max_video_s: Annotated[float, typer.Option(help="Longest video taken (413 above).")] = 120.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per request, queue included (504 after).")] = 120.0,
+    keep: Annotated[float, typer.Option(help="Seconds rendered videos and timelines stay downloadable.")] = (
+        600.0
+    ),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    backend: Annotated[str, typer.Option(help="torch, or onnxruntime: each work dir's model.onnx.")] = (
+        "torch"
+    ),
+    threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+) -> None:
+    """A web page and an HTTP API (POST /predict, GET /models, GET /health, /docs) for trained
+    models: upload a video, image or skeleton file, see the rendered overlay, timeline and top-k."""
+    from lightact.serve import serve as run_server
+
+    try:
+        run_server(
+            work_dirs, host, port, device=device, backend=backend, threads=threads, echo=console.print,
+            warn=lambda m: errors.print(m, style="yellow"),
+            workers=workers, queue=queue, max_upload_mb=max_upload_mb, max_video_s=max_video_s,
+            timeout_s=timeout, keep_s=keep,
+        )  # fmt: skip
+    except (ImportError, ValueError, OSError) as err:
+        raise fail(err) from None
 
 
 # ---------------------------------------------------------------------------------------------------
