@@ -37,8 +37,8 @@ class SparseGraphAttention(nn.Module):
       additive bias.
 
     On skeletons (V ≤ ~50) the dense product is faster on CPU than gathering, because gathering
-    copies K x the keys and values (on NTU-25 with 3 hops, K = 13 of 25 joints; measured in
-    ``benchmarks/star_speed.py --kernels``); ``"auto"`` picks by graph size.
+    copies K x the keys and values (on NTU-25 with 3 hops, K = 13 of 25 joints, several times
+    slower: ``benchmarks/star_speed.py --kernels``); ``"auto"`` picks by graph size.
     """
 
     def __init__(self, dim: int, heads: int, neighbours: Tensor, valid: Tensor, kernel: str = "auto") -> None:
@@ -66,7 +66,7 @@ class SparseGraphAttention(nn.Module):
         frames, joints, dim = x.shape
         qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
         if self.kernel == "masked":
-            return self._masked(qkv).view(frames, joints, dim)
+            return self._masked(qkv).reshape(frames, joints, dim)
         q, k, v = qkv.unbind(2)
         width = self.invalid.shape[-1]
         k = k.index_select(1, self.neighbours).view(frames, joints, width, self.heads, -1)
@@ -76,14 +76,12 @@ class SparseGraphAttention(nn.Module):
         return torch.einsum("fjhk,fjkhd->fjhd", attn, v).reshape(frames, joints, dim)
 
     def _masked(self, qkv: Tensor) -> Tensor:
-        # One batched matmul per head on strided views of the projection [F, V, 3, H, d]: each head's
-        # q, k, v is a [F, V, d] matrix batch that BLAS reads in place, where a fused attention call
-        # first copies q, k, v to [F, H, V, d] (and on CPU runs slower on 25 x 25 problems). One
-        # unbind over the 3·H slices, so the backward stacks their gradients in one copy.
-        parts = qkv.flatten(2, 3).unbind(2)
-        h = self.heads
-        heads = []
-        for q, k, v in zip(parts[:h], parts[h : 2 * h], parts[2 * h :], strict=True):
-            scores = torch.baddbmm(self.bias, q, k.transpose(1, 2), alpha=self.scale)
-            heads.append(torch.bmm(scores.softmax(-1), v))
-        return torch.stack(heads, 2)  # [F, V, H, d]
+        # q, k, v copied once to [F·H, V, d], then three batched calls (scores with the bias added
+        # by the matmul, softmax, weighted sum). A fused attention call runs slower on CPU for
+        # these 25 x 25 problems, forward and backward; per-head matmuls on strided views of the
+        # projection skip the copy but their backward runs slower (benchmarks/star_speed.py).
+        frames, joints, _, heads, width = qkv.shape
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, frames * heads, joints, width).unbind(0)
+        scores = torch.baddbmm(self.bias, q, k.transpose(1, 2), alpha=self.scale)
+        out = torch.bmm(scores.softmax(-1), v)  # [F·H, V, d]
+        return out.view(frames, heads, joints, width).transpose(1, 2)  # [F, V, H, d]
