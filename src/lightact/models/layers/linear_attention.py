@@ -20,8 +20,9 @@ def segment_lengths(clip_lengths: list[int], segment_length: int | None) -> list
 
 def feature_map(x: Tensor) -> Tensor:
     """``elu(x) + 1`` written as ``exp(x - relu(x)) + relu(x)``: the same values (``exp(min(x, 0))
-    + max(x, 0)``, to rounding) from vectorised passes about 5x faster on CPU than ``elu``'s
-    ``expm1``, and a cheap backward (``relu``'s, where ``clamp``'s builds masks)."""
+    + max(x, 0)``, to rounding) from vectorised passes, about 3x faster forward on CPU than
+    ``elu``'s ``expm1``; ``relu``'s backward keeps the backward as cheap as ``elu``'s (``clamp``'s
+    builds masks and was slower)."""
     positive = torch.relu(x)
     return torch.exp(x - positive) + positive
 
