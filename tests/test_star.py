@@ -140,3 +140,71 @@ def test_registered_widths_match_the_papers_sizes():
     # The paper's computed sizes with an NTU-60 head: ~0.43 M and ~1.26 M.
     assert 0.40e6 < sizes["star_64"] < 0.46e6
     assert 1.20e6 < sizes["star_128"] < 1.32e6
+
+
+def test_feature_map_is_elu_plus_one_in_value_and_gradient():
+    x = torch.cat([torch.linspace(-30, 30, 601), torch.tensor([0.0, -1e-7, 1e-7])]).requires_grad_()
+    reference = x.detach().clone().requires_grad_()
+    feature_map(x).sum().backward()
+    (torch.nn.functional.elu(reference) + 1).sum().backward()
+    torch.testing.assert_close(feature_map(x), torch.nn.functional.elu(reference) + 1, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(x.grad, reference.grad, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[1], [9], [1, 1, 1], [5, 5, 5], [120, 1, 3], [2, 57], None],
+    ids=["one-frame", "one-clip", "one-frame-clips", "equal", "very-different", "two-person-like", "whole"],
+)
+def test_linear_attention_fast_paths_equal_the_naive_formula_forward_and_backward(lengths):
+    """The packed path (a loop of batched matmuls on strided views, the normaliser as an extra
+    column, the equal-length batch) against the per-frame formula, values and input gradients."""
+    torch.manual_seed(3)
+    module = SegmentedLinearAttention(16, 2)
+    frames = 13 if lengths is None else sum(lengths)
+    x = torch.randn(frames, 5, 16, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out = module(x, lengths)
+    expected = naive_linear_attention(module, x_ref, [frames] if lengths is None else lengths)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_masked_spatial_attention_backward_equals_the_naive_reference():
+    torch.manual_seed(4)
+    distance = NTU25.hop_distance()
+    module = SparseGraphAttention(32, 4, *k_hop_neighbours(distance, 3), kernel="masked")
+    x = torch.randn(3, 25, 32, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    weights = torch.randn(3, 25, 32)
+    (module(x) * weights).sum().backward()
+    (naive_graph_attention(module, x_ref, torch.from_numpy(distance <= 3)) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[1], [40], [1, 1, 1, 1], [150, 1, 2, 37], [60, 60, 60]],
+    ids=["one-frame", "one-clip", "one-frame-clips", "very-different", "equal"],
+)
+def test_packed_batch_gradients_are_the_sum_of_each_clips_own(lengths):
+    """Backward through the packed fast paths equals backward through each clip alone (eval mode,
+    so the input normalisation uses its running statistics and the head no dropout)."""
+    torch.manual_seed(5)
+    model = STAR(num_classes=6, dim=32, depth=2, heads=4).eval()
+    clips = random_clips(lengths, seed=6)
+    labels = torch.arange(len(clips)) % 6
+    loss = torch.nn.functional.cross_entropy(model(*pack_clips(clips)), labels, reduction="sum")
+    packed = torch.autograd.grad(loss, list(model.parameters()))
+    alone = [torch.zeros_like(p) for p in model.parameters()]
+    for clip, label in zip(clips, labels, strict=True):
+        logits = model(clip, torch.zeros(len(clip), dtype=torch.long))
+        grads = torch.autograd.grad(
+            torch.nn.functional.cross_entropy(logits, label[None]), list(model.parameters())
+        )
+        alone = [a + g for a, g in zip(alone, grads, strict=True)]
+    for p, a in zip(packed, alone, strict=True):
+        torch.testing.assert_close(p, a, atol=1e-4, rtol=1e-4)

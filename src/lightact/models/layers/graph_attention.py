@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -34,10 +33,12 @@ class SparseGraphAttention(nn.Module):
     Two kernels compute the same function:
 
     * ``"gather"`` scores only the K listed neighbours (O(V·K) work; what pays off on large graphs);
-    * ``"masked"`` scores all V x V pairs in one fused attention call and masks the rest out.
+    * ``"masked"`` scores all V x V pairs with batched matmuls and masks the rest out with an
+      additive bias.
 
-    On skeletons (V ≤ ~50) the fused dense call is faster on CPU than gathering, because gathering
-    copies K x the activations; ``"auto"`` picks by graph size.
+    On skeletons (V ≤ ~50) the dense product is faster on CPU than gathering, because gathering
+    copies K x the keys and values (on NTU-25 with 3 hops, K = 13 of 25 joints, several times
+    slower: ``benchmarks/star_speed.py --kernels``); ``"auto"`` picks by graph size.
     """
 
     def __init__(self, dim: int, heads: int, neighbours: Tensor, valid: Tensor, kernel: str = "auto") -> None:
@@ -56,8 +57,7 @@ class SparseGraphAttention(nn.Module):
         allowed = torch.zeros(joints, joints, dtype=torch.bool)
         allowed[torch.arange(joints)[:, None].expand_as(neighbours)[valid], neighbours[valid]] = True
         self.register_buffer("allowed", allowed, persistent=False)  # [V, V]
-        # The same mask as an additive bias: CPU's fused attention runs faster with it than with a
-        # boolean mask, and faster still on contiguous q, k, v.
+        # The same mask as an additive bias, added by the score matmul itself (baddbmm).
         bias = torch.zeros(joints, joints).masked_fill(~allowed, float("-inf"))
         self.register_buffer("bias", bias, persistent=False)
 
@@ -66,9 +66,7 @@ class SparseGraphAttention(nn.Module):
         frames, joints, dim = x.shape
         qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
         if self.kernel == "masked":
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # [F, H, V, d] each
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias)
-            return out.transpose(1, 2).reshape(frames, joints, dim)
+            return self._masked(qkv).reshape(frames, joints, dim)
         q, k, v = qkv.unbind(2)
         width = self.invalid.shape[-1]
         k = k.index_select(1, self.neighbours).view(frames, joints, width, self.heads, -1)
@@ -76,3 +74,14 @@ class SparseGraphAttention(nn.Module):
         scores = torch.einsum("fjhd,fjkhd->fjhk", q * self.scale, k)
         attn = scores.masked_fill(self.invalid, float("-inf")).softmax(dim=-1)
         return torch.einsum("fjhk,fjkhd->fjhd", attn, v).reshape(frames, joints, dim)
+
+    def _masked(self, qkv: Tensor) -> Tensor:
+        # q, k, v copied once to [F·H, V, d], then three batched calls (scores with the bias added
+        # by the matmul, softmax, weighted sum). A fused attention call runs slower on CPU for
+        # these 25 x 25 problems, forward and backward; per-head matmuls on strided views of the
+        # projection skip the copy but their backward runs slower (benchmarks/star_speed.py).
+        frames, joints, _, heads, width = qkv.shape
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, frames * heads, joints, width).unbind(0)
+        scores = torch.baddbmm(self.bias, q, k.transpose(1, 2), alpha=self.scale)
+        out = torch.bmm(scores.softmax(-1), v)  # [F·H, V, d]
+        return out.view(frames, heads, joints, width).transpose(1, 2)  # [F, V, H, d]

@@ -4,7 +4,6 @@ packed sequence (STAR, temporal)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -20,15 +19,22 @@ def segment_lengths(clip_lengths: list[int], segment_length: int | None) -> list
 
 
 def feature_map(x: Tensor) -> Tensor:
-    return F.elu(x) + 1.0
+    """``elu(x) + 1`` written as ``exp(x - relu(x)) + relu(x)``: the same values (``exp(min(x, 0))
+    + max(x, 0)``, to rounding) from vectorised passes, about 3x faster forward on CPU than
+    ``elu``'s ``expm1``; ``relu``'s backward keeps the backward as cheap as ``elu``'s (``clamp``'s
+    builds masks and was slower)."""
+    positive = torch.relu(x)
+    return torch.exp(x - positive) + positive
 
 
 class SegmentedLinearAttention(nn.Module):
     """``out_t = φ(q_t)·KV_s / (φ(q_t)·Σk_s)`` with ``KV_s = Σ_{t∈s} φ(k_t) v_tᵀ``, per joint and head.
 
-    Frames of different segments never mix; the cost is linear in the number of frames. Tensors
-    are laid out ``[V·H, F, d]`` so that every segment is a strided view that batched matmul reads
-    in place: one copy in, one copy out, whatever the number of segments.
+    Frames of different segments never mix; the cost is linear in the number of frames. The packed
+    path keeps the projection's own layout ``[F, V·H, d]``: a segment is a slice of frames, and its
+    two products (keys by values, queries by the segment's statistics) are batched matmuls over
+    the joint-heads that BLAS reads in place; the normaliser rides along as one more column of the
+    statistics, so a segment costs two matmuls and a sum.
     """
 
     def __init__(self, dim: int, heads: int, eps: float = 1e-6) -> None:
@@ -48,26 +54,43 @@ class SegmentedLinearAttention(nn.Module):
         so a tracer (ONNX export) follows them with a dynamic number of frames.
         """
         frames, joints, dim = x.shape
+        if isinstance(lengths, int):
+            return self._forward_fixed_segments(x, lengths)
         # view/reshape with sizes read from x.shape: the ONNX tracer keeps those dynamic (unflatten it
         # does not).
         qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
+        # [F, V·H, d] each: the feature map reads q and k in place and writes them contiguous; v is
+        # copied out of the projection.
+        q, k, v = qkv.unbind(2)
+        q, k = (feature_map(t).reshape(frames, joints * self.heads, -1) for t in (q, k))
+        v = v.reshape(q.shape)
+        if lengths is None:
+            out = self._attend_frames(q, k, v)
+        elif len(set(lengths)) == 1 and len(lengths) > 1:  # equal segments (resampled clips): one call
+
+            def per_segment(t: Tensor) -> Tensor:  # [n * size, B, d] -> [size, n * B, d]
+                return t.view(len(lengths), lengths[0], *t.shape[1:]).transpose(0, 1).flatten(1, 2)
+
+            out = self._attend_frames(per_segment(q), per_segment(k), per_segment(v))
+            out = out.reshape(lengths[0], len(lengths), *q.shape[1:]).transpose(0, 1)
+        else:
+            segments = zip(q.split(lengths), k.split(lengths), v.split(lengths), strict=True)
+            out = torch.cat([self._attend_frames(qs, ks, vs) for qs, ks, vs in segments])
+        return out.reshape(frames, joints, dim)  # the one copy out (none after the loop's cat)
+
+    def _attend_frames(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        # One segment, [T, B, d] (frames first): the keys-by-values statistic and the keys' sum
+        # side by side, [B, d, d + 1], read out by every query frame in one matmul.
+        stats = torch.cat([torch.bmm(k.permute(1, 2, 0), v.transpose(0, 1)), k.sum(0).unsqueeze(-1)], -1)
+        read = torch.bmm(q.transpose(0, 1), stats)  # [B, T, d + 1]
+        return (read[..., :-1] / (read[..., -1:] + self.eps)).transpose(0, 1)  # [T, B, d], a view
+
+    def _forward_fixed_segments(self, x: Tensor, size: int) -> Tensor:
+        frames, joints, dim = x.shape
+        qkv = self.qkv(x).view(frames, joints, 3, self.heads, dim // self.heads)
         qkv = qkv.permute(2, 1, 3, 0, 4).reshape(3, joints * self.heads, frames, dim // self.heads)
         q, k, v = qkv.unbind(0)  # [V·H, F, d] each
-        q, k = feature_map(q), feature_map(k)
-        if lengths is None:
-            out = self._attend(q, k, v)
-        elif isinstance(lengths, int):
-            out = self._attend_fixed_segments(q, k, v, lengths)
-        elif len(set(lengths)) == 1:  # equal segments (resampled clips): one batched call
-            n, size = len(lengths), lengths[0]
-
-            def per_segment(t: Tensor) -> Tensor:  # [B, n * size, d] -> [B * n, size, d]
-                return t.reshape(t.shape[0] * n, size, t.shape[-1])
-
-            out = self._attend(per_segment(q), per_segment(k), per_segment(v)).reshape(q.shape[0], frames, -1)
-        else:
-            segments = zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1), strict=True)
-            out = torch.cat([self._attend(qs, ks, vs) for qs, ks, vs in segments], dim=1)
+        out = self._attend_fixed_segments(feature_map(q), feature_map(k), v, size)
         out = out.view(joints, self.heads, frames, -1)
         return out.permute(2, 0, 1, 3).reshape(frames, joints, dim)
 
@@ -114,12 +137,6 @@ class SegmentedLinearAttention(nn.Module):
         numerator = (q.unsqueeze(-2) @ kv_segment).squeeze(-2)
         normaliser = (q * ksum_segment).sum(-1, keepdim=True)
         return numerator / (normaliser + self.eps)
-
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        # One segment, [B, T, d]: summarise keys and values once, then read out per query frame.
-        kv = k.transpose(1, 2) @ v  # [B, d, d]
-        normaliser = q @ k.sum(1, keepdim=True).transpose(1, 2)  # [B, T, 1]
-        return (q @ kv) / (normaliser + self.eps)
 
     def _attend_fixed_segments(self, q: Tensor, k: Tensor, v: Tensor, size: int) -> Tensor:
         # One sequence [B, T, d] cut into segments of ``size`` frames, without Python loops over them:
