@@ -36,6 +36,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
+from test_pose import write_video
 
 from lightact.data.skeleton.layouts import NTU25
 from lightact.data.skeleton.pickle_io import safe_load_pickle, save_pickle
@@ -228,17 +229,6 @@ def sentinel_pickle(path: Path, marker: Path) -> Path:
 
 def sentinel_torch(path: Path, marker: Path) -> Path:
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Touch(marker)}, path)
-    return path
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, **options: str) -> Path:
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), mode="w", options=options) as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-        container.mux(stream.encode())
     return path
 
 

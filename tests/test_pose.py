@@ -54,10 +54,11 @@ needs_videos = pytest.mark.skipif(
 )
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """Encode RGB uint8 frames as MPEG-4 Part 2 (FFmpeg's own encoder, in every PyAV build)."""
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, **options: str) -> Path:
+    """Encode RGB uint8 frames as MPEG-4 Part 2 (FFmpeg's own encoder, in every PyAV build);
+    ``options`` are the container's (muxer options)."""
     height, width = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for array in frames:

@@ -841,8 +841,8 @@ def synth_video(
 
     try:
         written = write_video_dataset(out, samples_per_class, seed, num_frames, size, val_fraction)
-    except ValueError as err:
-        raise fail(err) from None
+    except ValueError as err:  # the options: a usage error, not the data's
+        raise UsageError(str(err)) from None
     counts = {k: len(v.read_text().splitlines()) for k, v in written.items() if k != "classes"}
     console.print(
         f"wrote {sum(counts.values())} clips ({', '.join(f'{k}: {v}' for k, v in counts.items())}) to {out}; "
@@ -865,8 +865,8 @@ def synth_image(
 
     try:
         data = generate_image_dataset(samples_per_class, seed, size, test_fraction)
-    except ValueError as err:
-        raise fail(err) from None
+    except ValueError as err:  # the options: a usage error, not the data's
+        raise UsageError(str(err)) from None
     counts = write_image_folder(data, out)
     sizes = ", ".join(f"{k}: {v}" for k, v in counts.items())
     console.print(f"wrote {len(data.keys)} images, {len(data.classes)} classes ({sizes}) to {out}")
@@ -889,8 +889,8 @@ def synth_longvideo(
         spec = SynthLongVideoSpec(
             videos_per_class=videos_per_class, duration_s=duration, seed=seed, val_fraction=val_fraction
         )
-    except ValueError as err:
-        raise fail(err) from None
+    except ValueError as err:  # the options: a usage error, not the data's
+        raise UsageError(str(err)) from None
     summary = generate_longvideo_dataset(out, spec, progress=True)
     console.print(
         f"{summary['videos']} videos ({summary['written']} written, the rest already there) of "
