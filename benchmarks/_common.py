@@ -28,6 +28,7 @@ __all__ = [
     "format_table",
     "interleaved_timings",
     "machine_info",
+    "matmul_peak_flops",
     "median",
     "parallel_region_cost",
     "peak_rss_bytes",
@@ -103,6 +104,22 @@ def parallel_region_cost(threads: int, regions: int = 100) -> tuple[float, float
         costs.append((time.perf_counter() - start) / regions)
     torch.set_num_threads(previous)
     return costs[0], costs[1]
+
+
+def matmul_peak_flops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large float32 matrix product at the current thread count: the most this machine's
+    BLAS gets out of its cores now, the yardstick for what a model achieves (median of ``repeats``)."""
+    sync = synchronizer(device)
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    torch.mm(a, b)
+    seconds = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(seconds)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

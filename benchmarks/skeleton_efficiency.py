@@ -13,16 +13,24 @@ packing buys, STAR-64 also runs on *padded* batches of the same clips: every cli
 batch's longest clip, and to 600 frames (300 frames x 2 persons, ST-GCN's budget), with clip ids of the
 padded length.
 
+With ``--authors-stgcn DIR`` (a checkout of github.com/yysijie/st-gcn, the paper's baseline code; not
+shipped with lightact) the authors' own ST-GCN runs beside lightact's on the same padded batch.
+
 Reported per model: parameters; FLOPs per clip (``FlopCounterMode``: 2 FLOPs per multiply-add, shown as
 GFLOPs and as GMACs = FLOPs / 2, the convention of fvcore and most papers); inference throughput at
 ``--batch`` (eval, no_grad) and batch-1 latency; training throughput (forward, backward, AdamW step, train
 mode); peak memory of one training step, measured in a fresh subprocess per model (CPU: peak RSS minus the
-RSS before the model was built; CUDA: ``max_memory_allocated`` minus what the inputs held). Models are
+RSS before the model was built; CUDA: ``max_memory_allocated`` minus what the inputs held); the FLOP/s
+each achieves (training counted as 3x the forward's FLOPs, the usual forward + backward estimate) and
+that as a fraction of the machine's matmul peak (a 2048 x 2048 float32 product, measured at the same
+thread count just before). ``--threads 1 2`` runs the whole protocol at each thread count, one table
+set each with the load beside it. Models are
 timed in interleaved rounds (A, B, C, A, B, C, ...) so machine load affects all alike; figures are medians
 and the ratios are measured in the same run.
 
     python benchmarks/skeleton_efficiency.py                    # default: 7-11 min on a busy 2-core CPU
     python benchmarks/skeleton_efficiency.py --threads 1        # steadier where other processes share the CPU
+    python benchmarks/skeleton_efficiency.py --threads 1 2 --authors-stgcn ~/src/st-gcn
     python benchmarks/skeleton_efficiency.py --quick            # smoke test, about a minute
     python benchmarks/skeleton_efficiency.py --device cuda --json skeleton.json
 """
@@ -48,6 +56,7 @@ from _common import (
     format_table,
     interleaved_timings,
     machine_info,
+    matmul_peak_flops,
     median,
     parallel_region_cost,
     peak_rss_bytes,
@@ -71,7 +80,15 @@ NTU60_TWO_PERSON_FRACTION = 11 / 60  # classes A50-A60 are mutual actions
 FRAMES_MEDIAN, FRAMES_SIGMA, FRAMES_MIN, FRAMES_MAX = 90, 0.35, 30, 300
 
 BARS = {"params": 7.0, "inference": 4.0, "training": 4.0, "packing": 1.5}
-MODEL_NAMES = {"stgcn": "ST-GCN", "star_64": "STAR-64", "star_128": "STAR-128"}
+# Issue 15's bars (idle machine, against an ST-GCN at least as fast as the authors' code).
+FLOPS_BARS = {"infer": 20.0, "latency": 10.0, "train": 25.0}
+MODEL_NAMES = {
+    "stgcn": "ST-GCN",
+    "stgcn_authors": "ST-GCN (authors' code)",
+    "star_64": "STAR-64",
+    "star_128": "STAR-128",
+}
+TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward, the usual estimate (backward ~ 2x forward)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -161,21 +178,23 @@ class Workload:
         return len(self.single_clips)
 
 
-def make_workloads(scenarios: dict[str, Scenario]) -> list[Workload]:
-    """ST-GCN once (its padded input costs the same in both scenarios), STAR packed per scenario and
-    width, STAR-64 padded to the batch's longest clip per scenario, and STAR-64 padded to 600 frames."""
+def make_workloads(scenarios: dict[str, Scenario], authors: bool = False) -> list[Workload]:
+    """ST-GCN once (its padded input costs the same in both scenarios; the authors' code on the same
+    batch when ``authors``), STAR packed per scenario and width, STAR-64 padded to the batch's longest
+    clip per scenario, and STAR-64 padded to 600 frames."""
     both = scenarios["2person"]
     stgcn_batch = pad_clips(both.stgcn_clips, MAX_FRAMES)
     workloads = [
         Workload(
-            "stgcn",
-            "stgcn",
+            name,
+            name,
             "any",
             f"padded {MAX_FRAMES} frames x {MAX_PERSONS} persons",
             (stgcn_batch,),
             len(stgcn_batch) * MAX_FRAMES * MAX_PERSONS,
             [(stgcn_batch[i : i + 1],) for i in range(len(stgcn_batch))],
         )
+        for name in ("stgcn", "stgcn_authors")[: 2 if authors else 1]
     ]
     for scenario in scenarios.values():
         singles = [(clip, torch.zeros(len(clip), dtype=torch.long)) for clip in scenario.star_clips]
@@ -225,9 +244,24 @@ def to_device(tensors: tuple[Tensor, ...], device: torch.device) -> tuple[Tensor
     return tuple(t.to(device) for t in tensors)
 
 
-def build_model(name: str, device: torch.device) -> nn.Module:
+def build_model(name: str, device: torch.device, authors_stgcn: Path | None = None) -> nn.Module:
     torch.manual_seed(0)
+    if name == "stgcn_authors":
+        return authors_stgcn_model(authors_stgcn).to(device)
     return create_model(name, num_classes=NUM_CLASSES).to(device)
+
+
+def authors_stgcn_model(checkout: Path | None) -> nn.Module:
+    """The authors' ST-GCN (``net/st_gcn.py`` of a yysijie/st-gcn checkout) as their NTU configs build
+    it: 3 channels, 60 classes, the ``ntu-rgb+d`` graph with the spatial partition, edge importance,
+    dropout 0.5."""
+    if checkout is None or not (Path(checkout) / "net" / "st_gcn.py").is_file():
+        raise SystemExit(f"--authors-stgcn: {checkout} is not a yysijie/st-gcn checkout (no net/st_gcn.py)")
+    sys.path.insert(0, str(Path(checkout).resolve()))
+    from net.st_gcn import Model
+
+    graph = {"layout": "ntu-rgb+d", "strategy": "spatial"}
+    return Model(3, NUM_CLASSES, graph, edge_importance_weighting=True, dropout=0.5)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -276,7 +310,8 @@ def memory_probe(args: argparse.Namespace) -> None:
     """Child process: one training step of one workload; prints the peak memory it took as JSON."""
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    workload = next(w for w in make_workloads(build_scenarios(args.batch, args.seed)) if w.key == args.probe)
+    workloads = make_workloads(build_scenarios(args.batch, args.seed), args.authors_stgcn is not None)
+    workload = next(w for w in workloads if w.key == args.probe)
     inputs = to_device(workload.inputs, device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -285,7 +320,7 @@ def memory_probe(args: argparse.Namespace) -> None:
     else:
         reset_peak_rss()
         baseline = current_rss_bytes()
-    model = build_model(workload.model, device)
+    model = build_model(workload.model, device, args.authors_stgcn)
     make_train_step(model, inputs, workload.clips)()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -301,6 +336,8 @@ def measure_memory(workloads: list[Workload], args: argparse.Namespace) -> dict[
     for workload in workloads:
         command = [sys.executable, __file__, "--probe", workload.key, "--batch", str(args.batch)]
         command += ["--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device]
+        if args.authors_stgcn is not None:
+            command += ["--authors-stgcn", str(args.authors_stgcn)]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -321,12 +358,13 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     sync = synchronizer(device)
     scenarios = build_scenarios(args.batch, args.seed)
-    workloads = make_workloads(scenarios)
-    models = {name: build_model(name, device).eval() for name in MODEL_NAMES}
+    workloads = make_workloads(scenarios, args.authors_stgcn is not None)
+    models = {w.model: build_model(w.model, device, args.authors_stgcn).eval() for w in workloads}
     inputs = {w.key: to_device(w.inputs, device) for w in workloads}
     singles = {w.key: [to_device(s, device) for s in w.single_clips] for w in workloads}
     started = time.perf_counter()
     load_before = machine_info(device)["load_average_1_5_15"]
+    peak_flops = matmul_peak_flops(device)
 
     contention: list[dict] = []
 
@@ -342,7 +380,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     flops = {}
     for w in workloads:
         model = models[w.model]
-        if w.model == "stgcn":  # every clip has the same padded shape: count one
+        if w.model.startswith("stgcn"):  # every clip has the same padded shape: count one
             flops[w.key] = count_flops(make_inference(model, singles[w.key][0]))
         else:
             flops[w.key] = count_flops(make_inference(model, inputs[w.key])) / w.clips
@@ -390,9 +428,11 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             entry["latency_seconds"] = latency[w.key]
             entry["latency_median_ms"] = 1000 * median(latency[w.key])
             entry["latency_p90_ms"] = 1000 * percentile(latency[w.key], 90)
+        entry["infer_flops_per_s"] = flops[w.key] * entry["infer_clips_per_s"]
         if w.key in train:
             entry["train_seconds"] = train[w.key]
             entry["train_clips_per_s"] = w.clips / median(train[w.key])
+            entry["train_flops_per_s"] = TRAIN_FLOPS_PER_FORWARD * flops[w.key] * entry["train_clips_per_s"]
         if w.key in memory:
             entry["peak_memory_bytes"] = memory[w.key]
         results[w.key] = entry
@@ -404,6 +444,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "wall_seconds": time.perf_counter() - started,
         "contention": contention,
         "flop_convention": "FlopCounterMode: 2 FLOPs per multiply-add; GMACs = GFLOPs / 2",
+        "matmul_peak_flops": peak_flops,
         "scenarios": {
             s.key: {"title": s.title, "persons": s.persons, "frames_per_person": s.frames}
             for s in scenarios.values()
@@ -477,6 +518,28 @@ def compute_ratios(results: dict, scenario_keys: list[str]) -> list[dict]:
         if "peak_memory_bytes" in star and "peak_memory_bytes" in stgcn:
             memory = stgcn["peak_memory_bytes"] / star["peak_memory_bytes"]
             ratios.append(ratio_entry(f"[{s}] training peak memory ST-GCN / STAR-64", memory, None))
+    # Issue 15: STAR-64 on the NTU mix against each ST-GCN, and lightact's ST-GCN against the authors'.
+    baselines = [b for b in ("stgcn", "stgcn_authors") if b in results]
+    for baseline in baselines:
+        name = MODEL_NAMES[baseline]
+        for kind, label in (("infer", "inference"), ("train", "training")):
+            add_speedup(
+                f"[issue 15] {label} throughput STAR-64 / {name}", baseline, "star_64/ntu60/packed",
+                kind, FLOPS_BARS[kind],
+            )  # fmt: skip
+        star = results["star_64/ntu60/packed"]
+        rounds = paired_ratios(results[baseline]["latency_seconds"], star["latency_seconds"])
+        latency = results[baseline]["latency_median_ms"] / star["latency_median_ms"]
+        name = f"[issue 15] batch-1 latency {name} / STAR-64"
+        ratios.append(ratio_entry(name, latency, FLOPS_BARS["latency"], rounds))
+    if len(baselines) == 2:
+        ours, authors = results["stgcn"], results["stgcn_authors"]
+        for kind, label in (("infer", "inference"), ("train", "training")):
+            name = f"{label} throughput lightact ST-GCN / authors' ST-GCN"
+            add_speedup(name, "stgcn_authors", "stgcn", kind, 1.0)
+        rounds = paired_ratios(authors["latency_seconds"], ours["latency_seconds"])
+        latency = authors["latency_median_ms"] / ours["latency_median_ms"]
+        ratios.append(ratio_entry("batch-1 latency authors' ST-GCN / lightact ST-GCN", latency, 1.0, rounds))
     return ratios
 
 
@@ -488,6 +551,11 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def scenario_table(report: dict, scenario: str) -> str:
+    peak = report["matmul_peak_flops"]
+
+    def achieved(flops: float | None) -> list[str]:
+        return ["—", "—"] if flops is None else [_fmt(flops / 1e9), f"{100 * flops / peak:.0f} %"]
+
     rows = []
     for entry in report["workloads"].values():
         if entry["scenario"] not in (scenario, "any"):
@@ -506,6 +574,8 @@ def scenario_table(report: dict, scenario: str) -> str:
                 _fmt(entry.get("latency_p90_ms")),
                 _fmt(entry.get("train_clips_per_s"), 2),
                 _fmt(None if memory is None else memory / 2**20, 0),
+                *achieved(entry["infer_flops_per_s"]),
+                *achieved(entry.get("train_flops_per_s")),
             ]
         )
     batch = report["args"]["batch"]
@@ -521,6 +591,10 @@ def scenario_table(report: dict, scenario: str) -> str:
         "b1 p90 (ms)",
         f"train clips/s (b{batch})",
         "train peak mem (MiB)",
+        "infer GFLOP/s",
+        "of peak",
+        "train GFLOP/s",
+        "of peak",
     ]
     return format_table(headers, rows)
 
@@ -557,7 +631,9 @@ def render(report: dict) -> str:
         f"load average before {m['load_average_before']}, after {m['load_average_1_5_15']}",
         f"batch {a['batch']}, {a['repeats']} timed rounds after {a['warmup']} warm-up (latency: "
         f"{a['latency_repeats']}), interleaved; medians; run took {report['wall_seconds']:.0f} s",
-        f"FLOPs: {report['flop_convention']} (matmuls, convolutions and attention only)",
+        f"FLOPs: {report['flop_convention']} (matmuls, convolutions and attention only); "
+        f"training {TRAIN_FLOPS_PER_FORWARD}x the forward's; matmul peak at {a['threads']} thread(s) "
+        f"{report['matmul_peak_flops'] / 1e9:.1f} GFLOP/s (2048 x 2048 float32)",
         "'—': not measured (padded STAR: inference only; STAR-128 on the 2-person batch trains with --full)",
     ]
     if m["device"] == "cpu" and a["threads"] > 1:
@@ -590,7 +666,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-repeats", type=int, default=None, help="timed batch-1 rounds (default 10; 1 with --quick)"
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[2], help="torch intra-op threads; several: one run each"
+    )
+    parser.add_argument(
+        "--authors-stgcn", type=Path, default=None, metavar="DIR",
+        help="a checkout of yysijie/st-gcn: also time the authors' ST-GCN",
+    )  # fmt: skip
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -603,6 +685,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write the full results here")
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: memory child process
     args = parser.parse_args(argv)
+    if args.probe is not None:
+        args.threads = args.threads[0]
     defaults = {"batch": (16, 2), "repeats": (3, 1), "warmup": (1, 0), "latency_repeats": (10, 1)}
     for name, (normal, quick) in defaults.items():
         if getattr(args, name) is None:
@@ -617,11 +701,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device available")
-    torch.set_num_threads(args.threads)
-    report = run_benchmark(args)
-    print(render(report))
+    reports = []
+    for threads in args.threads:
+        run_args = argparse.Namespace(**{**vars(args), "threads": threads})
+        torch.set_num_threads(threads)
+        reports.append(run_benchmark(run_args))
+        print(f"# {threads} thread(s)\n\n{render(reports[-1])}\n", flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=2))
         log(f"wrote {args.json}")
 
 

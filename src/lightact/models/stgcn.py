@@ -123,7 +123,7 @@ class STGCNBlock(nn.Module):
                 padding=(_TEMPORAL_KERNEL // 2, 0),
             ),
             nn.BatchNorm2d(out_channels),
-            nn.Dropout(dropout),
+            nn.Dropout(dropout, inplace=True),
         )
         if not residual:
             self.residual: nn.Module | None = None
@@ -135,7 +135,9 @@ class STGCNBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
                 nn.BatchNorm2d(out_channels),
             )
-        self.relu = nn.ReLU()
+        # In place from here on: these full-size activations are written once, not copied (on a CPU a
+        # fresh tensor of this size is also fresh pages to fault in).
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor, a: Tensor) -> Tensor:
         """``x: [B, C_in, T, V]``, ``a: [K, V, V]`` -> ``[B, C_out, ceil(T / stride), V]``."""
@@ -143,7 +145,7 @@ class STGCNBlock(nn.Module):
             a = a * self.edge_importance
         out = self.tcn(self.gcn(x, a))
         if self.residual is not None:
-            out = out + self.residual(x)
+            out += self.residual(x)
         return self.relu(out)
 
 
