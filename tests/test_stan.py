@@ -229,3 +229,34 @@ def test_relative_time_buckets():
     dt = torch.tensor([float("nan"), 0.0, 0.3, -0.3, -0.7, 0.7, -1.5, 3.0, 40.0, -100.0, 1000.0])
     # 40 s after: [32, 64) -> 2 + 6 + 8; 100 s before: >= 64 s -> 2 + 7
     assert relative_time_bucket(dt).tolist() == [0, 1, 1, 1, 2, 10, 3, 12, 16, 9, 17]
+
+
+@pytest.mark.parametrize("name", ["stan", "single_stream"])
+def test_weights_written_with_the_unused_context_norms_still_load(name):
+    # Before, every self-attention layer held a context norm it never ran; such files load (the
+    # unused weights are dropped) and give the same outputs.
+    model = build(name)
+    state = model.state_dict()
+    self_blocks = {k.removesuffix("norm_q.weight") for k in state if k.endswith("norm_q.weight")}
+    self_blocks -= {k.removesuffix("norm_kv.weight") for k in state if k.endswith("norm_kv.weight")}
+    assert self_blocks  # every model here has self-attention layers
+    old = dict(state)
+    for prefix in self_blocks:
+        old[prefix + "norm_kv.weight"], old[prefix + "norm_kv.bias"] = torch.ones(32), torch.zeros(32)
+    again = build(name)
+    with torch.no_grad():
+        for param in again.parameters():
+            param.add_(1.0)
+    again.load_state_dict(old)  # strict
+    inputs = pack(videos([3, 5], [2, 1]))
+    with torch.no_grad():
+        assert torch.equal(again(*inputs), model(*inputs))
+
+
+def test_a_self_attention_layer_refuses_a_context_and_a_cross_layer_needs_one():
+    model = build("stan")
+    x, index = torch.randn(4, 32), None
+    with pytest.raises(ValueError, match="cross block needs a context"):
+        model.static_blocks[0](x, index, context=x)
+    with pytest.raises(ValueError, match="cross block needs a context"):
+        model.static_cross[0](x, index)

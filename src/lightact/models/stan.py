@@ -161,9 +161,12 @@ class MaskedAttention(nn.Module):
         return self.out(x_index.unpad(out.transpose(1, 2).flatten(2)))
 
 
-def _block(dim: int, heads: int, mlp_ratio: int, dropout: float, time_bias: bool) -> CrossAttentionBlock:
+def _block(
+    dim: int, heads: int, mlp_ratio: int, dropout: float, time_bias: bool, cross: bool = False
+) -> CrossAttentionBlock:
     """One pre-norm layer over packed tokens (self or cross attention, see :class:`CrossAttentionBlock`)."""
-    return CrossAttentionBlock(dim, MaskedAttention(dim, heads, dropout, time_bias), dim * mlp_ratio, dropout)
+    attention = MaskedAttention(dim, heads, dropout, time_bias)
+    return CrossAttentionBlock(dim, attention, dim * mlp_ratio, dropout, cross=cross)
 
 
 def _check_stream(name: str, features: Tensor, times: Tensor, lengths: Tensor, dim: int) -> None:
@@ -287,11 +290,11 @@ class STAN(nn.Module):
         self.static_embed = _StreamEmbed(frame_dim, dim)
         self.temporal_embed = _StreamEmbed(clip_dim, dim)
 
-        def blocks(n: int) -> nn.ModuleList:
-            return nn.ModuleList(_block(dim, heads, mlp_ratio, dropout, time_bias) for _ in range(n))
+        def blocks(n: int, cross: bool = False) -> nn.ModuleList:
+            return nn.ModuleList(_block(dim, heads, mlp_ratio, dropout, time_bias, cross) for _ in range(n))
 
         self.static_blocks, self.temporal_blocks = blocks(depth), blocks(depth)
-        self.static_cross, self.temporal_cross = blocks(cross_depth), blocks(cross_depth)
+        self.static_cross, self.temporal_cross = blocks(cross_depth, True), blocks(cross_depth, True)
         self.static_self, self.temporal_self = blocks(cross_depth), blocks(cross_depth)
         self.head = _Head(2 * dim, num_classes, task, head_dropout, target_mean, target_std)
 

@@ -48,22 +48,35 @@ class CrossAttentionBlock(nn.Module):
 
     ``attention(q, q_layout, kv, kv_layout)`` gets the normalised queries and keys/values and where
     their tokens are (whatever the model's attention needs, e.g. a padded index of packed tokens).
-    Self attention when ``context`` is None (the queries' normalisation serves both sides).
+    A ``cross`` block reads a ``context`` (its own normalisation); otherwise it is self attention and
+    the queries' normalisation serves both sides.
     """
 
-    def __init__(self, dim: int, attention: nn.Module, hidden: int, dropout: float) -> None:
+    def __init__(
+        self, dim: int, attention: nn.Module, hidden: int, dropout: float, cross: bool = False
+    ) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
+        # Only where there is a context to normalise: a parameter no forward uses would make DDP
+        # search every step for the gradients that never come (find_unused_parameters).
+        self.norm_kv = nn.LayerNorm(dim) if cross else None
         self.attention = attention
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, hidden, dropout)
         self.drop = nn.Dropout(dropout)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        if self.norm_kv is None:  # files from before self blocks lost their unused norm_kv
+            for key in [k for k in state_dict if k.startswith(prefix + "norm_kv.")]:
+                del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(
         self, x: Tensor, layout: Any, context: Tensor | None = None, context_layout: Any = None
     ) -> Tensor:
         q = self.norm_q(x)
-        kv = q if context is None else self.norm_kv(context)
+        if (context is None) != (self.norm_kv is None):
+            raise ValueError("a cross block needs a context and a self block takes none")
+        kv = q if self.norm_kv is None else self.norm_kv(context)
         x = x + self.drop(self.attention(q, layout, kv, layout if context_layout is None else context_layout))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
