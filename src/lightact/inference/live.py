@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import sys
 import threading
 import time
@@ -297,7 +298,7 @@ def run_live(
     if warm_up is not None:  # MediaPipe's start-up before the first frame is due, not on it
         height, width = reader.size
         warm_up(*_scaled(height or 360, width or 640, options.get("max_side", 640)))
-    with _torch_threads(model_threads if recognizer.backend == "torch" else None):
+    with _torch_threads(model_threads if recognizer.backend == "torch" else None), _interruptible():
         extractor.start()
         reader.start()
         classifier.start()
@@ -367,6 +368,21 @@ def run_live(
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
         summary["summary_file"] = str(path)
     return summary
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the block (the loop then ends with its summary), also in a
+    process that inherited SIGINT ignored (started by a program or script that ignores it, where
+    Python installs no handler): that is how a live run is meant to end. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
