@@ -14,9 +14,13 @@ padded to the batch's longest clip, the default). The two models see the same cl
   clips per second.
 * ``--threads 1 2 ...``: the training measurement repeated at each intra-op thread count, interleaved
   (a round runs every count), for ``trainer.num_threads``.
+* ``--compile``: both models compiled in place as ``trainer.compile`` does (``torch.compile``,
+  dynamic shapes), warmed up on every timed batch first (the compilation's seconds are printed,
+  not timed), so that both run compiled.
 
     python benchmarks/real_skeleton_speed.py --rounds 3                 # both datasets, 1 thread
     python benchmarks/real_skeleton_speed.py --datasets msr --threads 1 2 --rounds 3 --max-batches 4
+    python benchmarks/real_skeleton_speed.py --compile --rounds 3 --max-batches 6
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ CONFIGS = {
 class Candidate:
     """One model with its config's data: a model, an optimiser, the training and test batches."""
 
-    def __init__(self, config: str, max_batches: int | None) -> None:
+    def __init__(self, config: str, max_batches: int | None, compile: bool = False) -> None:
         cfg = load_config(config)
         if cfg.folds:
             cfg = fold_config(cfg, 0)
@@ -55,6 +59,8 @@ class Candidate:
         torch.manual_seed(cfg.seed)
         self.name = cfg.model.name
         self.model = create_model(cfg.model.name, **{**data.model_arguments(), **cfg.model.kwargs})
+        if compile:
+            self.model.compile(dynamic=True)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr)
         self.train_batches = self._batches(data, "train", max_batches)
         self.test_batches = self._batches(data, "test", max_batches)
@@ -94,15 +100,26 @@ def timed(fn) -> float:
 
 
 def measure_dataset(
-    name: str, configs: tuple[str, str], rounds: int, max_batches: int | None, threads: list[int]
+    name: str,
+    configs: tuple[str, str],
+    rounds: int,
+    max_batches: int | None,
+    threads: list[int],
+    compile: bool = False,
 ):
-    star, stgcn = Candidate(configs[0], max_batches), Candidate(configs[1], max_batches)
+    star, stgcn = (Candidate(config, max_batches, compile) for config in configs)
     pair = (star, stgcn)
     batches = min(len(star.train_batches), len(stgcn.train_batches))
     tests = min(len(star.test_batches), len(stgcn.test_batches))
-    for c in pair:  # warm-up: one training and one inference step each
-        c.train_step(0)
-        c.infer(0)
+    warmup = {}
+    for c in pair:  # warm-up: one training and one inference step each; compiled: every batch
+        start = time.perf_counter()
+        for i in range(batches if compile else 1):
+            c.train_step(i)
+        for i in range(tests if compile else 1):
+            c.infer(i)
+        warmup[c.name] = time.perf_counter() - start
+        print(f"  {name}: {c.name} warm-up {warmup[c.name]:.0f} s", flush=True)
     train_time = {(c.name, n): [] for c in pair for n in threads}
     infer_rate = {c.name: [] for c in pair}
     for r in range(rounds):
@@ -128,6 +145,8 @@ def measure_dataset(
     return {
         "dataset": name,
         "configs": list(configs),
+        "compiled": compile,
+        "warmup_seconds": warmup,
         "timed_train_batches": batches,
         "timed_test_batches": tests,
         "models": {
@@ -193,6 +212,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="intra-op thread counts to time")
     parser.add_argument("--max-batches", type=int, help="time only the first N batches of each split")
+    parser.add_argument("--compile", action="store_true", help="both models torch.compiled (trainer.compile)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     default_threads = torch.get_num_threads()  # torch's default here: the machine's cores
@@ -201,7 +221,8 @@ def main() -> None:
     info["torch_default_threads"] = default_threads
     start = time.perf_counter()
     results = [
-        measure_dataset(d, CONFIGS[d], args.rounds, args.max_batches, args.threads) for d in args.datasets
+        measure_dataset(d, CONFIGS[d], args.rounds, args.max_batches, args.threads, args.compile)
+        for d in args.datasets
     ]
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     info["seconds"] = round(time.perf_counter() - start)

@@ -14,9 +14,11 @@ Figures are medians; ratios are of medians from this run. Variants:
 * ``before``: STAR-64 packed, eager, the baseline ref's code;
 * ``ours``: STAR-64 packed, eager, this tree;
 * ``compiled``: ``torch.compile(ours, dynamic=True)``; before timing it also runs on two batches of
-  16 clips of other lengths and one of 13 clips, and reports how many graphs inductor had compiled
-  (a counting backend) after each, and the graph breaks (b16 inference, and training with
-  ``--compile-train``; no batch-1 latency: every single clip is a new clip structure);
+  16 clips of other lengths, one of 13 clips and the 16 single clips of the latency task, and
+  reports how many graphs inductor had compiled (a counting backend) after each, and the graph
+  breaks (inference, and training with ``--compile-train``); ``stgcn_compiled``: lightact's
+  ST-GCN the same way (its input has one shape per batch size), so that compiled is compared with
+  compiled;
 * ``padded``: the export form (``PaddedSTAR``: clips zero-padded to the batch's longest, with their
   lengths), eager; ``onnx``: the same graph exported to ONNX, run by ONNX Runtime (``--threads``
   intra-op threads), several clips per call;
@@ -48,8 +50,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-VARIANTS = ("before", "ours", "compiled", "padded", "onnx", "stgcn")
-OPT_IN = ("compiled",)  # minutes of compilation per batch shape on a small CPU: only with --compile
+VARIANTS = ("before", "ours", "compiled", "padded", "onnx", "stgcn", "stgcn_compiled")
+COMPILED = ("compiled", "stgcn_compiled")  # minutes of compilation on a small CPU: only with --compile
 TASKS = ("infer", "latency", "train")
 INFERENCE_ONLY = ("padded", "onnx")  # exported forms do not train
 DEFAULT_BASELINE = "d06f3cf"  # main before issue 15
@@ -74,9 +76,10 @@ class Worker:
         self.variant, self.torch = variant, torch
         scenario = se.build_scenarios(BATCH, SEED)["ntu60"]
         torch.manual_seed(0)
-        self.model = se.build_model("stgcn" if variant == "stgcn" else "star_64", torch.device("cpu"))
+        self.stgcn = variant.startswith("stgcn")
+        self.model = se.build_model("stgcn" if self.stgcn else "star_64", torch.device("cpu"))
         self.info: dict[str, object] = {}
-        if variant == "stgcn":
+        if self.stgcn:
             batch = pad_clips(scenario.stgcn_clips, se.MAX_FRAMES)
             self.inputs = (batch,)
             self.singles = [(batch[i : i + 1],) for i in range(len(batch))]
@@ -85,21 +88,21 @@ class Worker:
             self.singles = [(c, torch.zeros(len(c), dtype=torch.long)) for c in scenario.star_clips]
         self.clips = len(scenario.star_clips)
         self.flops = None
-        if variant in ("before", "ours", "stgcn"):
+        if variant in ("before", "ours") or self.stgcn:
             from lightact.bench.flops import count_model_flops
 
             self.model.eval()
             self.flops = count_model_flops(self.model, self.inputs).flops
         self.infer_model = self.model
-        if variant == "compiled":
+        if variant in COMPILED:
             self._compile(se, pack_clips, compile_train)
         elif variant in INFERENCE_ONLY:
             self._padded(variant, threads)
         self.train_step = None
-        if variant not in INFERENCE_ONLY and (variant != "compiled" or compile_train):
+        if variant not in INFERENCE_ONLY and (variant not in COMPILED or compile_train):
             import copy
 
-            model = copy.deepcopy(self.model) if variant != "compiled" else self.train_model
+            model = copy.deepcopy(self.model) if variant not in COMPILED else self.train_model
             self.train_step = se.make_train_step(model, self.inputs, self.clips)
         self.next_single = 0
 
@@ -119,8 +122,9 @@ class Worker:
         self.model.eval()
         self.infer_model = torch.compile(self.model, backend=counting, dynamic=True)
         started = time.perf_counter()
-        # Two batches of the same clip count with other lengths, then one of another count.
-        shapes = ((BATCH, SEED + 1), (BATCH, SEED + 2), (BATCH - 3, SEED + 3))
+        # Two batches of the same clip count with other lengths, then one of another count, then
+        # the single clips (ST-GCN: its one batch, then the single clips, all of one shape).
+        shapes = () if self.stgcn else ((BATCH, SEED + 1), (BATCH, SEED + 2), (BATCH - 3, SEED + 3))
         batches = [pack_clips(se.build_scenarios(n, seed)["ntu60"].star_clips) for n, seed in shapes]
         with torch.no_grad():
             reference = self.model(*self.inputs)
@@ -129,10 +133,14 @@ class Worker:
             for batch in batches:
                 worst = max(worst, (self.infer_model(*batch) - self.model(*batch)).abs().max().item())
                 after_each.append(len(graphs))
+            for single in self.singles:
+                worst = max(worst, (self.infer_model(*single) - self.model(*single)).abs().max().item())
+            after_each.append(len(graphs))
         self.info["compile"] = {
             "setup_seconds": time.perf_counter() - started,
             "batches_seen (clips, frames)": [(self.clips, len(self.inputs[0]))]
-            + [(n, len(batch[0])) for (n, _), batch in zip(shapes, batches, strict=True)],
+            + [(n, len(batch[0])) for (n, _), batch in zip(shapes, batches, strict=True)]
+            + [f"{len(self.singles)} single clips"],
             "graphs_compiled_after_each_batch": after_each,
             "graph_breaks": sum(counters["graph_break"].values()),
             "max_abs_diff_vs_eager": worst,
@@ -237,7 +245,7 @@ class Worker:
             elif command[0] == "logits":
                 print(json.dumps(self.logits()), flush=True)
             elif command[0] == "info":
-                if self.variant == "compiled":
+                if self.variant in COMPILED:
                     self.info["compile"]["graphs_compiled_at_end"] = len(self.graphs)
                     self.info["compile"]["graph_breaks_at_end"] = sum(self.counters["graph_break"].values())
                 print(json.dumps(self.info), flush=True)
@@ -304,9 +312,7 @@ def measure(remotes: dict[str, Remote], args: argparse.Namespace) -> dict[str, d
     times: dict[str, dict[str, list[float]]] = {v: {t: [] for t in TASKS} for v in remotes}
     for task in TASKS:
         runners = [v for v in remotes if task != "train" or v not in INFERENCE_ONLY]
-        runners = [v for v in runners if task != "train" or v != "compiled" or args.compile_train]
-        # Every single clip has its own length and clip count 1: compiled latency would time compilation.
-        runners = [v for v in runners if task != "latency" or v != "compiled"]
+        runners = [v for v in runners if task != "train" or v not in COMPILED or args.compile_train]
         repeats = args.latency_repeats if task == "latency" else args.rounds
         log(f"{task}: {args.warmup} warm-up + {repeats} rounds over {', '.join(runners)} (load {load()})")
         for r in range(args.warmup + repeats):
@@ -337,7 +343,7 @@ def report(remotes: dict[str, Remote], times: dict, args: argparse.Namespace, lo
         m = {t: median(s) for t, s in times[variant].items() if s}
         medians[variant] = m
         clips = remote.hello["clips"]
-        own = remote.hello["flops"] if variant == "stgcn" else star_flops
+        own = remote.hello["flops"] if variant.startswith("stgcn") else star_flops
         cells = [
             variant,
             f"{own / 2e9 / clips:.3f}" if own else "—",
@@ -349,7 +355,8 @@ def report(remotes: dict[str, Remote], times: dict, args: argparse.Namespace, lo
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "ratios (of medians; throughput: higher is better; latency: lower is better):"]
     pairs = [("ours", "before"), ("compiled", "ours"), ("onnx", "padded"), ("onnx", "ours"),
-             ("ours", "stgcn"), ("before", "stgcn"), ("compiled", "stgcn"), ("onnx", "stgcn")]  # fmt: skip
+             ("ours", "stgcn"), ("before", "stgcn"), ("compiled", "stgcn"), ("onnx", "stgcn"),
+             ("stgcn_compiled", "stgcn"), ("compiled", "stgcn_compiled")]  # fmt: skip
     for fast, slow in pairs:
         if fast not in medians or slow not in medians:
             continue
@@ -360,7 +367,7 @@ def report(remotes: dict[str, Remote], times: dict, args: argparse.Namespace, lo
         lines.append(f"  {fast} vs {slow}: " + ", ".join(parts))
     if "before" in remotes:
         reference = remotes["before"].ask("logits")
-        for variant in [v for v in remotes if v not in ("before", "stgcn")]:
+        for variant in [v for v in remotes if v != "before" and not v.startswith("stgcn")]:
             logits = remotes[variant].ask("logits")
             worst = max(
                 abs(a - b)
@@ -448,7 +455,7 @@ def main() -> None:
         kernels(args)
         return
 
-    chosen = [v for v in VARIANTS if v not in args.skip and (v not in OPT_IN or args.compile)]
+    chosen = [v for v in VARIANTS if v not in args.skip and (v not in COMPILED or args.compile)]
     variants = ("before", "ours") if args.profile else chosen
     with tempfile.TemporaryDirectory() as tmp:
         old = baseline_source(args.baseline, Path(tmp))

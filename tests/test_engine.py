@@ -193,3 +193,21 @@ def test_a_model_of_another_modality_is_refused(tmp_path):
     cfg = load_config(None, ["model.name=tv/r3d_18", f"work_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="takes video input but data.kind is 'skeleton'"):
         train(cfg)
+
+
+def test_compiled_training_keeps_the_weights_layout_and_the_arithmetic(
+    tmp_path, tiny_overrides, restore_threads
+):
+    """trainer.compile trains the same model (aot_eager: the compile machinery without code
+    generation, which needs seconds where inductor needs minutes): the same keys, the same values
+    to rounding, and a work directory that evaluates."""
+    settings = [*tiny_overrides, "trainer.max_epochs=1", "trainer.num_threads=1"]
+    eager = train(load_config(None, [*settings, f"work_dir={tmp_path / 'eager'}"]))
+    compiled = train(
+        load_config(None, [*settings, "trainer.compile=aot_eager", f"work_dir={tmp_path / 'compiled'}"])
+    )
+    a, b = load_file(eager / "model.safetensors"), load_file(compiled / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-4, msg=key)
+    assert json.loads((compiled / "metrics.json").read_text())["num_samples"] == 32

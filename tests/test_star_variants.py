@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from lightact.data.skeleton.batching import pack_clips
 from lightact.models import create_model
-from lightact.models.layers.temporal_conv import PackedTemporalConv
-from lightact.models.star import STAR
+from lightact.models.layers import PackedTemporalConv, Packing
+from lightact.models.star import STAR, PaddedSTAR, pad_packed
 
 
 @pytest.mark.parametrize("kernel", [1, 3, 9])
@@ -16,7 +16,8 @@ def test_packed_temporal_conv_equals_each_clip_zero_padded_alone(kernel):
     torch.manual_seed(0)
     conv = PackedTemporalConv(6, kernel)
     clips = [torch.randn(n, 4, 6) for n in (5, 1, 12, 2)]
-    packed = conv(torch.cat(clips), [len(c) for c in clips])
+    x, clip_ids = pack_clips(clips)
+    packed = conv(x, Packing(clip_ids))
     reference = []
     for clip in clips:  # [T, V, C] -> per joint, a depthwise conv1d with zero padding
         out = F.conv1d(clip.permute(1, 2, 0), conv.conv.weight, conv.conv.bias, padding=kernel // 2, groups=6)
@@ -38,9 +39,11 @@ def test_options_keep_clips_independent_and_the_export_form_equal(options):
     with torch.no_grad():
         packed = model(*pack_clips(clips))
         alone = torch.cat([model(c, torch.zeros(len(c), dtype=torch.long)) for c in clips])
-        exported_form = torch.cat([model.forward_clip(c) for c in clips])
+        one_clip_form = torch.cat([model.forward_clip(c) for c in clips])
+        padded_form = PaddedSTAR(model)(*pad_packed(*pack_clips(clips)))  # what `lightact export` traces
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=0)
-    torch.testing.assert_close(packed, exported_form, atol=1e-5, rtol=0)
+    torch.testing.assert_close(packed, one_clip_form, atol=1e-5, rtol=0)
+    torch.testing.assert_close(packed, padded_form, atol=1e-5, rtol=0)
 
 
 def test_the_joint_embedding_tells_mirrored_joints_apart():

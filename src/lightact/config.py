@@ -292,6 +292,11 @@ class TrainerConfig(Strict):
     # physical core where cores run two hardware threads; 1 on a 2-CPU machine: BENCHMARKS.md
     # measures 1 against 2 there); None: torch's default (every CPU); or a number.
     num_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = "auto"
+    # torch.compile the model in place, dynamic shapes: true (inductor; on CPU it needs a C++
+    # compiler) or a backend's name ("aot_eager", "eager": no code generation, to find graph
+    # problems). Minutes of compilation at the start, then faster steps (BENCHMARKS.md, issue 15);
+    # STAR compiles once for every batch. Weights and checkpoints are the same as without.
+    compile: bool | Literal["inductor", "aot_eager", "eager"] = False
     # Lightning's loggers, each under the work dir: csv (csv/version_N/metrics.csv, every step),
     # tensorboard (tb/), mlflow (mlruns/, or $MLFLOW_TRACKING_URI) and wandb need their extras.
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = ["csv", "tensorboard"]

@@ -244,6 +244,9 @@ def train(
                 f"{'; '.join(report.problem_lines())}",
                 stacklevel=2,
             )
+    if cfg.trainer.compile:
+        backend = "inductor" if cfg.trainer.compile is True else cfg.trainer.compile
+        model.compile(backend=backend, dynamic=True)  # in place: the state dict keeps its keys
     module = build_module(cfg, model, data)
     with quiet_lightning(cfg.trainer.verbose, resume):
         trainer = build_trainer(cfg, work_dir, callbacks, module.monitor if data.has_validation else None)

@@ -8,8 +8,15 @@ nothing is padded. Each layer runs two branches in parallel and sums them:
 
 Clips are then pooled with a gated mean and classified from the flattened joints.
 
-Export. The packed forward reads the clip lengths into Python (``clip_ids`` -> list) and loops over
-the clips, which a tracer records as constants: an ONNX graph traced that way would only accept the
+Compile. ``torch.compile(model, dynamic=True)`` compiles once for all batches: the clip count is
+read from the clip ids at the start (a data-dependent size: one graph break), after which the clip
+lengths reach the layers as a tensor (:class:`~lightact.models.layers.packing.Packing`) and the
+temporal attention's loop over clips, the one place that needs them in Python, is one opaque
+operator in the graph (``lightact::segmented_linear_attention``, with its backward). New lengths or
+clip counts reuse the graphs; only a single clip (a batch of one) gets its own.
+
+Export. The packed forward reads the clip lengths into Python and loops over the clips, which a
+tracer records as constants: an ONNX graph traced that way would only accept the
 exact clip lengths it was traced with. :class:`PaddedSTAR` is the exported form: several clips per
 call as a padded batch ``[N, T, V, C]`` with each clip's length, every per-clip quantity (position
 code, temporal attention, pooling) computed with tensor operations and masks, so the number of clips
@@ -26,24 +33,14 @@ from lightact.data.skeleton.layouts import Layout, get_layout
 from lightact.models.layers import (
     FeedForward,
     PackedTemporalConv,
+    Packing,
     SegmentedLinearAttention,
     SparseGraphAttention,
     k_hop_neighbours,
-    segment_lengths,
     sinusoidal_code,
 )
 from lightact.models.registry import register_model
 from lightact.models.spec import ATTENTION_ONLY, ExampleInput, ExportTarget, ModelSpec, random_input
-
-
-def clip_lengths(clip_ids: Tensor) -> list[int]:
-    """Frames per clip from a non-decreasing, zero-based clip-id vector."""
-    return torch.bincount(clip_ids).tolist()
-
-
-def positions_in_clip(lengths: list[int], device: torch.device) -> Tensor:
-    """Index of every frame within its own clip: ``[0..F_0-1, 0..F_1-1, ...]``."""
-    return torch.cat([torch.arange(n, device=device) for n in lengths])
 
 
 class AttentionBranch(nn.Module):
@@ -74,8 +71,12 @@ class LocalGlobalTemporal(nn.Module):
         self.attention = SegmentedLinearAttention(dim, heads)
         self.local = PackedTemporalConv(dim, kernel)
 
-    def forward(self, x: Tensor, segments: list[int] | int | None, clips: list[int] | None) -> Tensor:
-        return self.attention(x, segments) + self.local(x, clips)
+    def forward(self, x: Tensor, segments: Packing | int | None, packing: Packing | None) -> Tensor:
+        return self.attention(x, segments) + self.local(x, packing)
+
+    def forward_padded(self, x: Tensor, valid: Tensor, segment_length: int | None = None) -> Tensor:
+        """The padded batch form (STAR's export), as the attention's."""
+        return self.attention.forward_padded(x, valid, segment_length) + self.local.forward_padded(x, valid)
 
 
 class STARBlock(nn.Module):
@@ -98,9 +99,11 @@ class STARBlock(nn.Module):
         self.temporal = AttentionBranch(temporal, dim, dropout)
         self.local_temporal = bool(temporal_kernel)
 
-    def forward(self, x: Tensor, lengths: list[int] | int | None, clips: list[int] | None = None) -> Tensor:
-        """``lengths``: the attention's segments; ``clips``: the clips' lengths (None: one clip)."""
-        context = (lengths, clips) if self.local_temporal else (lengths,)
+    def forward(self, x: Tensor, packing: Packing | None, segment_length: int | None = None) -> Tensor:
+        """``packing``: where the clips of ``x`` lie (its own segment length); None: ``x`` is one
+        clip, its attention in segments of ``segment_length`` frames (whole when None)."""
+        segments = packing if packing is not None else segment_length
+        context = (segments, packing) if self.local_temporal else (segments,)
         return self.spatial(x) + self.temporal(x, *context)
 
 
@@ -205,7 +208,8 @@ class STAR(nn.Module):
             )
 
     def _embed(self, x: Tensor, positions: Tensor) -> Tensor:
-        """``[F, V, C_in]`` and each frame's index in its clip -> tokens ``[F, V, dim]``."""
+        """``[F, V, C_in]`` and each frame's index in its clip -> tokens ``[F, V, dim]`` (also a
+        padded ``[N, T, V, C_in]`` with the positions ``[T]`` of its frames)."""
         x = self.embed(x) + sinusoidal_code(positions, self.embed.out_features)[:, None]
         return x if self.joint_embed is None else x + self.joint_embed
 
@@ -217,7 +221,7 @@ class STAR(nn.Module):
         positions = torch.ones_like(x[:, 0, 0]).cumsum(0) - 1  # 0..F-1 without reading F into Python
         x = self._embed(x, positions)
         for block in self.blocks:
-            x = block(x, self.segment_length)
+            x = block(x, None, self.segment_length)
         return self.head(self.pool.forward_single(x))
 
     def forward_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -234,7 +238,7 @@ class STAR(nn.Module):
         positions = torch.ones_like(x[0, :, 0, 0]).cumsum(0) - 1  # 0..T-1
         valid = positions[None] < lengths[:, None].to(positions.dtype)  # [N, T]
         x = self.input_norm(x.reshape(clips * frames, joints * channels)).view_as(x)
-        x = self.embed(x) + sinusoidal_code(positions, self.embed.out_features)[None, :, None]
+        x = self._embed(x, positions)
         for block in self.blocks:
             spatial = block.spatial(x.flatten(0, 1)).view_as(x)
             temporal = block.temporal.attention.forward_padded(x, valid, self.segment_length)
@@ -244,13 +248,12 @@ class STAR(nn.Module):
     def forward(self, x: Tensor, clip_ids: Tensor) -> Tensor:
         self._check_input(x)
         frames, joints, channels = x.shape
-        lengths = clip_lengths(clip_ids)
+        packing = Packing(clip_ids, self.segment_length)
         x = self.input_norm(x.reshape(frames, -1)).view(frames, joints, channels)
-        x = self._embed(x, positions_in_clip(lengths, x.device))
-        segments = segment_lengths(lengths, self.segment_length)
+        x = self._embed(x, packing.positions())
         for block in self.blocks:
-            x = block(x, segments, lengths)
-        return self.head(self.pool(x, clip_ids, len(lengths)))
+            x = block(x, packing)
+        return self.head(self.pool(x, clip_ids, packing.num_clips))
 
 
 class PaddedSTAR(nn.Module):

@@ -3,8 +3,14 @@ packed sequence (STAR, temporal)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from lightact.models.layers.packing import Packing
 
 
 def segment_lengths(clip_lengths: list[int], segment_length: int | None) -> list[int]:
@@ -16,6 +22,130 @@ def segment_lengths(clip_lengths: list[int], segment_length: int | None) -> list
         full, rest = divmod(n, segment_length)
         out += [segment_length] * full + ([rest] if rest else [])
     return out
+
+
+def attend_frames(q: Tensor, k: Tensor, v: Tensor, eps: float) -> Tensor:
+    """Linear attention within one segment, frames first: ``q, k`` (feature-mapped), ``v``
+    ``[T, B, d]`` -> ``[T, B, d]`` (a view of a ``[B, T, d]`` result)."""
+    # The keys-by-values statistic and the keys' sum side by side, [B, d, d + 1], read out by
+    # every query frame in one matmul.
+    stats = torch.cat([torch.bmm(k.permute(1, 2, 0), v.transpose(0, 1)), k.sum(0).unsqueeze(-1)], -1)
+    read = torch.bmm(q.transpose(0, 1), stats)  # [B, T, d + 1]
+    return (read[..., :-1] / (read[..., -1:] + eps)).transpose(0, 1)
+
+
+def attend_frames_backward(
+    grad: Tensor, q: Tensor, k: Tensor, v: Tensor, eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`attend_frames` with respect to ``q, k, v`` for the output gradient
+    ``grad`` (all ``[T, B, d]``): with ``S = Σ k vᵀ`` and ``z = Σ k``, ``out = qS / (q·z + ε)``."""
+    q, k, v, grad = (t.transpose(0, 1) for t in (q, k, v, grad))  # [B, T, d]
+    kv = torch.bmm(k.transpose(1, 2), v)  # S, [B, d, d]
+    ksum = k.sum(1, keepdim=True)  # z, [B, 1, d]
+    denominator = (q * ksum).sum(-1, keepdim=True) + eps  # [B, T, 1]
+    out = torch.bmm(q, kv) / denominator
+    d_numerator = grad / denominator
+    d_denominator = -(grad * out).sum(-1, keepdim=True) / denominator
+    d_kv = torch.bmm(q.transpose(1, 2), d_numerator)  # [B, d, d]
+    d_ksum = (d_denominator * q).sum(1, keepdim=True)
+    dq = torch.bmm(d_numerator, kv.transpose(1, 2)) + d_denominator * ksum
+    dk = torch.bmm(v, d_kv.transpose(1, 2)) + d_ksum
+    dv = torch.bmm(k, d_kv)
+    return dq.transpose(0, 1), dk.transpose(0, 1), dv.transpose(0, 1)
+
+
+def _per_segment(
+    fn: Callable[..., Tensor | tuple[Tensor, ...]], tensors: tuple[Tensor, ...], lengths: list[int]
+) -> list[Tensor]:
+    """``fn`` on every segment of the frames-first ``tensors`` ``[F, B, d]``, each of its results
+    concatenated back along frames. Equal segments (resampled clips) go in one call, side by side
+    in the batch axis; others in a loop over the segments."""
+    if len(set(lengths)) == 1 and len(lengths) > 1:
+        count, size = len(lengths), lengths[0]
+
+        def side_by_side(t: Tensor) -> Tensor:  # [n * size, B, d] -> [size, n * B, d]
+            return t.view(count, size, *t.shape[1:]).transpose(0, 1).flatten(1, 2)
+
+        out = fn(*(side_by_side(t) for t in tensors))
+        out = out if isinstance(out, tuple) else (out,)
+        return [o.reshape(size, count, *tensors[0].shape[1:]).transpose(0, 1).flatten(0, 1) for o in out]
+    pieces = []
+    for segment in zip(*(t.split(lengths) for t in tensors), strict=True):
+        out = fn(*segment)
+        pieces.append(out if isinstance(out, tuple) else (out,))
+    return [torch.cat(parts) for parts in zip(*pieces, strict=True)]
+
+
+def attend_segments(q: Tensor, k: Tensor, v: Tensor, lengths: list[int], eps: float) -> Tensor:
+    """:func:`attend_frames` in each segment of ``lengths`` frames of ``[F, B, d]`` inputs."""
+    (out,) = _per_segment(lambda *t: attend_frames(*t, eps), (q, k, v), lengths)
+    return out
+
+
+# The packed attention as one operator for torch.compile: its loop over segments, and the host read
+# of the lengths it needs, stay outside the graph, which takes the lengths as an input tensor
+# instead of being specialised on them (a recompilation for every batch). Its backward is a second
+# operator (a compiled graph cannot trace the loop either), written out by hand.
+@torch.library.custom_op("lightact::segmented_linear_attention", mutates_args=())
+def segmented_linear_attention(
+    q: Tensor, k: Tensor, v: Tensor, clip_lengths: Tensor, segment_length: int | None, eps: float
+) -> Tensor:
+    """:func:`attend_segments` over clips of ``clip_lengths`` frames, each cut into segments of at
+    most ``segment_length`` (whole clips when None); ``[F, B, d]`` each -> ``[F, B, d]``."""
+    segments = segment_lengths(clip_lengths.tolist(), segment_length)
+    return attend_segments(q, k, v, segments, eps).contiguous()
+
+
+@segmented_linear_attention.register_fake
+def _(
+    q: Tensor, k: Tensor, v: Tensor, clip_lengths: Tensor, segment_length: int | None, eps: float
+) -> Tensor:
+    return torch.empty_like(q)
+
+
+@torch.library.custom_op("lightact::segmented_linear_attention_backward", mutates_args=())
+def segmented_linear_attention_backward(
+    grad: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    clip_lengths: Tensor,
+    segment_length: int | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    segments = segment_lengths(clip_lengths.tolist(), segment_length)
+    grads = _per_segment(lambda *t: attend_frames_backward(*t, eps), (grad, q, k, v), segments)
+    return tuple(g.contiguous() for g in grads)
+
+
+@segmented_linear_attention_backward.register_fake
+def _(
+    grad: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    clip_lengths: Tensor,
+    segment_length: int | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _save_for_backward(ctx, inputs: tuple, output: Tensor) -> None:
+    q, k, v, clip_lengths, segment_length, eps = inputs
+    ctx.save_for_backward(q, k, v, clip_lengths)
+    ctx.segment_length, ctx.eps = segment_length, eps
+
+
+def _backward(ctx, grad: Tensor) -> tuple:
+    q, k, v, clip_lengths = ctx.saved_tensors
+    dq, dk, dv = segmented_linear_attention_backward(
+        grad.contiguous(), q, k, v, clip_lengths, ctx.segment_length, ctx.eps
+    )
+    return dq, dk, dv, None, None, None
+
+
+segmented_linear_attention.register_autograd(_backward, setup_context=_save_for_backward)
 
 
 def feature_map(x: Tensor) -> Tensor:
@@ -45,13 +175,15 @@ class SegmentedLinearAttention(nn.Module):
         self.eps = eps
         self.qkv = nn.Linear(dim, 3 * dim)
 
-    def forward(self, x: Tensor, lengths: list[int] | int | None) -> Tensor:
+    def forward(self, x: Tensor, lengths: Packing | list[int] | int | None) -> Tensor:
         """``x: [F, V, C]`` -> ``[F, V, C]``.
 
-        ``lengths`` says where segments end: a list of segment lengths summing to ``F`` (the packed
-        batch); an int ``S``: one sequence cut into segments of ``S`` frames (the last one shorter);
-        None: the whole sequence is one segment. The int and None forms use tensor operations only,
-        so a tracer (ONNX export) follows them with a dynamic number of frames.
+        ``lengths`` says where segments end: a :class:`~lightact.models.layers.packing.Packing` or
+        a list of segment lengths summing to ``F`` (the packed batch); an int ``S``: one sequence
+        cut into segments of ``S`` frames (the last one shorter); None: the whole sequence is one
+        segment. The int and None forms use tensor operations only, so a tracer (ONNX export)
+        follows them with a dynamic number of frames; under ``torch.compile`` a Packing goes
+        through one opaque operator, so that the graph does not depend on the clip lengths.
         """
         frames, joints, dim = x.shape
         if isinstance(lengths, int):
@@ -65,25 +197,16 @@ class SegmentedLinearAttention(nn.Module):
         q, k = (feature_map(t).reshape(frames, joints * self.heads, -1) for t in (q, k))
         v = v.reshape(q.shape)
         if lengths is None:
-            out = self._attend_frames(q, k, v)
-        elif len(set(lengths)) == 1 and len(lengths) > 1:  # equal segments (resampled clips): one call
-
-            def per_segment(t: Tensor) -> Tensor:  # [n * size, B, d] -> [size, n * B, d]
-                return t.view(len(lengths), lengths[0], *t.shape[1:]).transpose(0, 1).flatten(1, 2)
-
-            out = self._attend_frames(per_segment(q), per_segment(k), per_segment(v))
-            out = out.reshape(lengths[0], len(lengths), *q.shape[1:]).transpose(0, 1)
+            out = attend_frames(q, k, v, self.eps)
+        elif isinstance(lengths, list):
+            out = attend_segments(q, k, v, lengths, self.eps)
+        elif torch.compiler.is_compiling():
+            out = segmented_linear_attention(q, k, v, lengths.lengths, lengths.segment_length, self.eps)
         else:
-            segments = zip(q.split(lengths), k.split(lengths), v.split(lengths), strict=True)
-            out = torch.cat([self._attend_frames(qs, ks, vs) for qs, ks, vs in segments])
+            # Eager code runs the loop itself: autograd records it as it goes, where the operator's
+            # backward would redo the per-segment products.
+            out = attend_segments(q, k, v, lengths.segments, self.eps)
         return out.reshape(frames, joints, dim)  # the one copy out (none after the loop's cat)
-
-    def _attend_frames(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        # One segment, [T, B, d] (frames first): the keys-by-values statistic and the keys' sum
-        # side by side, [B, d, d + 1], read out by every query frame in one matmul.
-        stats = torch.cat([torch.bmm(k.permute(1, 2, 0), v.transpose(0, 1)), k.sum(0).unsqueeze(-1)], -1)
-        read = torch.bmm(q.transpose(0, 1), stats)  # [B, T, d + 1]
-        return (read[..., :-1] / (read[..., -1:] + self.eps)).transpose(0, 1)  # [T, B, d], a view
 
     def _forward_fixed_segments(self, x: Tensor, size: int) -> Tensor:
         frames, joints, dim = x.shape

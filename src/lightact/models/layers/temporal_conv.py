@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lightact.models.layers.packing import Packing
+
 
 class PackedTemporalConv(nn.Module):
     """``kernel``-frame depthwise convolution over time, per joint (weights shared by the joints),
@@ -24,15 +26,23 @@ class PackedTemporalConv(nn.Module):
         self.pad = kernel // 2
         self.conv = nn.Conv1d(dim, dim, kernel, padding=self.pad, groups=dim)
 
-    def forward(self, x: Tensor, lengths: list[int] | None = None) -> Tensor:
-        """``x: [F, V, C]``; ``lengths``: the clips' frame counts (None: one clip) -> ``[F, V, C]``."""
+    def forward(self, x: Tensor, packing: Packing | None = None) -> Tensor:
+        """``x: [F, V, C]``; ``packing``: where its clips lie (None: one clip) -> ``[F, V, C]``."""
         seq = x.permute(1, 2, 0)  # [V, C, F]: joints are the batch
-        if lengths is None or len(lengths) == 1:
+        if packing is None or packing.num_clips == 1:
             return self.conv(seq).permute(2, 0, 1)
-        clip = torch.repeat_interleave(
-            torch.arange(len(lengths), device=x.device), torch.tensor(lengths, device=x.device)
-        )
-        where = torch.arange(len(clip), device=x.device) + self.pad * clip  # frame t's place with gaps
-        gapped = seq.new_zeros((*seq.shape[:2], len(clip) + self.pad * (len(lengths) - 1)))
+        # Frame t's place with the gaps; tensor operations on the clip ids only, so that a compiled
+        # graph does not depend on the clip lengths.
+        where = torch.arange(len(packing.clip_ids), device=x.device) + self.pad * packing.clip_ids
+        gapped = seq.new_zeros((*seq.shape[:2], len(packing.clip_ids) + self.pad * (packing.num_clips - 1)))
         gapped[..., where] = seq
         return self.conv(gapped)[..., where].permute(2, 0, 1)
+
+    def forward_padded(self, x: Tensor, valid: Tensor) -> Tensor:
+        """The same for a padded batch ``x: [N, T, V, C]`` whose clip ``n`` holds its real frames
+        where ``valid [N, T]`` is true (first): padded frames are zeroed before the convolution, so
+        each clip's real frames get what :meth:`forward` gives them; tensor operations only."""
+        clips, frames, joints, dim = x.shape
+        real = x * valid.to(x.dtype)[:, :, None, None]
+        seq = real.permute(0, 2, 3, 1).reshape(clips * joints, dim, frames)
+        return self.conv(seq).view(clips, joints, dim, frames).permute(0, 3, 1, 2)
