@@ -31,10 +31,20 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-def test_resumed_run_reaches_the_same_weights(tmp_path, tiny_overrides, restore_threads):
+@pytest.mark.parametrize(
+    "validation", [[], ["data.val_split=null", "data.test_split=val"]], ids=["validation", "none"]
+)
+def test_resumed_run_reaches_the_same_weights(tmp_path, tiny_overrides, restore_threads, validation):
     # One intra-op thread: CPU kernels then reduce in a fixed order, so the runs must agree exactly.
-    # Dropout is on, so the RNG state must resume too.
-    settings = [*tiny_overrides, "trainer.max_epochs=3", "model.dropout=0.3", "trainer.num_threads=1"]
+    # Dropout is on, so the RNG state must resume too. Without validation (the small-data configs)
+    # the last checkpoint must still be written every epoch.
+    settings = [
+        *tiny_overrides,
+        *validation,
+        "trainer.max_epochs=3",
+        "model.dropout=0.3",
+        "trainer.num_threads=1",
+    ]
     straight = train(load_config(None, [*settings, f"work_dir={tmp_path / 'straight'}"]))
     cfg = load_config(None, [*settings, f"work_dir={tmp_path / 'killed'}"])
     with pytest.raises(RuntimeError, match="simulated kill"):

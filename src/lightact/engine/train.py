@@ -30,7 +30,8 @@ from lightact.models.registry import create_model, model_entry
 from lightact.models.weights import WEIGHTS_FILE, load_pretrained
 from lightact.utils import available_cores, check_unlocked, exclusive_lock, progress_bar
 
-LAST_CHECKPOINT = "checkpoints/last.ckpt"
+LAST_CHECKPOINT_NAME = "last"
+LAST_CHECKPOINT = f"checkpoints/{LAST_CHECKPOINT_NAME}.ckpt"
 LOCK_FILE = ".lock"  # held by the run that uses the work directory
 
 # Warnings that say nothing about the user's run, hidden unless trainer.verbose: on CPU there is
@@ -157,14 +158,7 @@ def build_trainer(
             RNGState(),
             EpochCSVLogger(work_dir / "epochs.csv"),
             *callbacks,
-            ModelCheckpoint(
-                dirpath=work_dir / "checkpoints",
-                filename="best-{epoch:03d}",
-                monitor=monitor[0] if monitor else None,
-                mode=monitor[1] if monitor else "min",
-                save_last=True,
-                save_top_k=1 if monitor else 0,
-            ),
+            *_checkpoints(work_dir / "checkpoints", monitor),
         ],
         limit_val_batches=None if monitor else 0,
         plugins=[AtomicCheckpointIO()],
@@ -178,6 +172,20 @@ def build_trainer(
         deterministic=False,
         log_every_n_steps=1,
     )
+
+
+def _checkpoints(folder: Path, monitor: tuple[str, str] | None) -> list[ModelCheckpoint]:
+    """``last.ckpt`` after every epoch (what ``--resume`` continues from), and with validation the
+    best epoch's. Two callbacks, because Lightning's ``save_last`` writes the last checkpoint only
+    in a step where it also saved a top-k one: with no validation (top 0) never before the end of
+    training, with validation only on epochs that improved."""
+    last = ModelCheckpoint(
+        dirpath=folder, filename=LAST_CHECKPOINT_NAME, save_top_k=1, enable_version_counter=False
+    )
+    if monitor is None:
+        return [last]
+    best = ModelCheckpoint(dirpath=folder, filename="best-{epoch:03d}", monitor=monitor[0], mode=monitor[1])
+    return [last, best]
 
 
 def intra_op_threads(setting: int | str | None) -> int | None:
