@@ -97,9 +97,7 @@ def segmented_linear_attention(
 
 
 @segmented_linear_attention.register_fake
-def _(
-    q: Tensor, k: Tensor, v: Tensor, clip_lengths: Tensor, segment_length: int | None, eps: float
-) -> Tensor:
+def _(q: Tensor, k: Tensor, v: Tensor, *lengths_and_constants: object) -> Tensor:
     return torch.empty_like(q)
 
 
@@ -120,13 +118,7 @@ def segmented_linear_attention_backward(
 
 @segmented_linear_attention_backward.register_fake
 def _(
-    grad: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    clip_lengths: Tensor,
-    segment_length: int | None,
-    eps: float,
+    grad: Tensor, q: Tensor, k: Tensor, v: Tensor, *lengths_and_constants: object
 ) -> tuple[Tensor, Tensor, Tensor]:
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
