@@ -126,14 +126,13 @@ class GatedMeanPool(nn.Module):
         gate = torch.sigmoid((x * context[:, None]).sum(-1, keepdim=True))
         return (gate * x * mask).sum(1) / counts
 
-    def forward(self, x: Tensor, clip_ids: Tensor, num_clips: int) -> Tensor:
-        counts = torch.zeros(num_clips, device=x.device, dtype=x.dtype).index_add_(
-            0, clip_ids, torch.ones_like(clip_ids, dtype=x.dtype)
-        )[:, None, None]
-        mean = x.new_zeros((num_clips, *x.shape[1:])).index_add_(0, clip_ids, x) / counts
+    def forward(self, x: Tensor, packing: Packing) -> Tensor:
+        clip_ids, shape = packing.clip_ids, (packing.num_clips, *x.shape[1:])
+        counts = packing.lengths.to(x.dtype)[:, None, None]
+        mean = x.new_zeros(shape).index_add_(0, clip_ids, x) / counts
         context = torch.tanh(self.context(mean))
         gate = torch.sigmoid((x * context[clip_ids]).sum(-1, keepdim=True))
-        return x.new_zeros((num_clips, *x.shape[1:])).index_add_(0, clip_ids, gate * x) / counts
+        return x.new_zeros(shape).index_add_(0, clip_ids, gate * x) / counts
 
     def forward_single(self, x: Tensor) -> Tensor:
         """The same pooling for one clip ``[F, V, C]`` -> ``[1, V, C]``, as reductions over dim 0."""
@@ -253,7 +252,7 @@ class STAR(nn.Module):
         x = self._embed(x, packing.positions())
         for block in self.blocks:
             x = block(x, packing)
-        return self.head(self.pool(x, clip_ids, packing.num_clips))
+        return self.head(self.pool(x, packing))
 
 
 class PaddedSTAR(nn.Module):
