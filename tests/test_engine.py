@@ -32,12 +32,15 @@ def restore_threads():
 
 
 @pytest.mark.parametrize(
-    "validation", [[], ["data.val_split=null", "data.test_split=val"]], ids=["validation", "none"]
+    "validation",
+    [[], ["data.val_split=null", "data.test_split=val"], ["trainer.ema_decay=0.9"]],
+    ids=["validation", "none", "ema"],
 )
 def test_resumed_run_reaches_the_same_weights(tmp_path, tiny_overrides, restore_threads, validation):
     # One intra-op thread: CPU kernels then reduce in a fixed order, so the runs must agree exactly.
     # Dropout is on, so the RNG state must resume too. Without validation (the small-data configs)
-    # the last checkpoint must still be written every epoch.
+    # the last checkpoint must still be written every epoch; with a weight average, the checkpoint
+    # holds both the average and the weights being trained.
     settings = [
         *tiny_overrides,
         *validation,
@@ -60,6 +63,44 @@ def test_resumed_run_reaches_the_same_weights(tmp_path, tiny_overrides, restore_
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
     rows = (resumed / "epochs.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+
+
+class StateAfterEachStep(L.Callback):
+    def __init__(self):
+        self.states = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.buffers = {k: v.clone() for k, v in pl_module.model.named_buffers()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.states.append({k: v.detach().clone() for k, v in pl_module.model.state_dict().items()})
+
+
+def test_weight_average_is_the_exponential_average_of_every_step(tmp_path, tiny_overrides, restore_threads):
+    """trainer.ema_decay: the saved weights and batch-norm statistics are the exponential average
+    of the states after each step (the first step's copied), and STAR's attention constants (its
+    neighbour indices, masks and mask bias, which the average also runs over) come through
+    untouched: a -inf in the bias became NaN, and every prediction with it."""
+    steps = StateAfterEachStep()
+    decay = 0.8
+    settings = [*tiny_overrides, "trainer.ema_decay=0.8", "trainer.num_threads=1", f"work_dir={tmp_path}"]
+    work_dir = train(load_config(None, settings), callbacks=[steps])
+    expected = dict(steps.states[0])
+    for state in steps.states[1:]:
+        for key, value in state.items():
+            if value.is_floating_point():
+                expected[key] = expected[key] * decay + value * (1 - decay)
+    saved = load_file(work_dir / "model.safetensors")
+    assert len(steps.states) > 1 and {k for k, v in expected.items() if v.is_floating_point()} <= saved.keys()
+    for key, value in expected.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(saved[key], value, atol=1e-6, rtol=1e-5, msg=key)
+    model, _ = load_model(work_dir)
+    for name, buffer in model.named_buffers():
+        if ".attention." in name:  # neighbour indices, masks and the mask bias: constants
+            assert torch.equal(buffer, steps.buffers[name]), name
+    frames = torch.randn(40, model.num_joints, model.in_channels)
+    assert torch.isfinite(model(frames, torch.zeros(40, dtype=torch.long))).all()
 
 
 def test_training_writes_the_work_directory(tmp_path, tiny_overrides):

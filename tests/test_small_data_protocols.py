@@ -184,3 +184,20 @@ def test_stgcn_pads_to_the_batch_longest_clip_by_default(tmp_path):
     assert x.shape[2] == max(lengths) < 300
     fixed = data_module(path, "data.train_transforms=[]", "data.max_frames=300", input_format="padded")
     assert fixed.collate(items).inputs[0].shape[2] == 300
+
+
+def test_test_views_resample_different_frames_when_the_test_transforms_resample(tmp_path):
+    """eval.num_clips with the real-data configs' test transforms (a middle-frame resample to 32):
+    each view must be its own sampling of the clip, or averaging the views gains nothing."""
+    path = dataset_with_splits(tmp_path / "tt.pkl", "train_test")
+    resample = "data.test_transforms=[center,{name: temporal_resample, length: 8, random_offset: false}]"
+    module = data_module(path, resample, "eval.num_clips=3")
+    views = module.dataset("test", train=False, views=3)
+    frames = [views[i]["frames"] for i in range(3)]  # the three views of sample 0
+    assert all(f.shape[0] == 8 for f in frames)
+    assert not torch.equal(frames[0], frames[1]) and not torch.equal(frames[1], frames[2])
+    again = data_module(path, resample, "eval.num_clips=3").dataset("test", train=False, views=3)
+    assert torch.equal(again[1]["frames"], frames[1])  # seeded: every evaluation the same views
+    single = module.dataset("test", train=False)
+    middle = single[0]["frames"]
+    assert middle.shape[0] == 8 and not any(torch.equal(middle, f) for f in frames[1:])

@@ -208,3 +208,18 @@ def test_packed_batch_gradients_are_the_sum_of_each_clips_own(lengths):
         alone = [a + g for a, g in zip(alone, grads, strict=True)]
     for p, a in zip(packed, alone, strict=True):
         torch.testing.assert_close(p, a, atol=1e-4, rtol=1e-4)
+
+
+def test_a_moving_average_of_star_stays_a_working_star():
+    """torch's foreach EMA (``get_ema_multi_avg_fn``, as timm-style EMA helpers do) lerps every
+    floating buffer, STAR's attention-mask bias among them: with -inf there, -inf + w·(-inf - -inf)
+    made it NaN and every output NaN. Averaging a model with itself must change nothing."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    model = create_model("star_64", num_classes=5, layout="ntu25", in_channels=9).eval()
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for _ in range(3):
+        average.update_parameters(model)
+    frames, clip_ids = torch.randn(30, 25, 9), torch.zeros(30, dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(average.module.eval()(frames, clip_ids), model(frames, clip_ids))

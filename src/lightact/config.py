@@ -297,6 +297,10 @@ class TrainerConfig(Strict):
     # problems). Minutes of compilation at the start, then faster steps (BENCHMARKS.md, issue 15);
     # STAR compiles once for every batch. Weights and checkpoints are the same as without.
     compile: bool | Literal["inductor", "aot_eager", "eager"] = False
+    # Keep an exponential moving average of the weights, updated every step: validation,
+    # checkpoints and the final weights are the average's. 0.99 averages over about the last 100
+    # steps. None: the weights as trained.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     # Lightning's loggers, each under the work dir: csv (csv/version_N/metrics.csv, every step),
     # tensorboard (tb/), mlflow (mlruns/, or $MLFLOW_TRACKING_URI) and wandb need their extras.
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = ["csv", "tensorboard"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -185,7 +186,15 @@ class SkeletonDataModule(ActionDataModule):
         annotations = self._annotations(split)
         spec = self.cfg.train_transforms if train else self.cfg.test_transforms
         transform = build_transforms(spec, self.layout)
-        if views > 1 or (not train and self.eval_cfg.clip_len):
+        resamples = any(isinstance(t, TemporalResample) for t in transform.transforms)
+        if views > 1 and resamples:
+            # Each view its own uniform sampling of the clip (pyskl's test-mode UniformSampleFrames
+            # with num_clips): the test transforms' middle-frame resampling would make every view
+            # the same frames, and averaging them would gain nothing.
+            transform = Compose(
+                [replace(t, random_offset=True) if isinstance(t, TemporalResample) else t for t in transform]
+            )
+        if (views > 1 and not resamples) or (not train and self.eval_cfg.clip_len):
             # Random test views need a length to resample to: eval.clip_len, else data.max_frames,
             # else the 300 frames padded models used to get.
             length = self.eval_cfg.clip_len or self.cfg.max_frames or 300

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch import nn
 
@@ -141,6 +141,7 @@ def build_trainer(
     t = cfg.trainer
     ddp = t.strategy.startswith("ddp")
     bars = [ProgressBar(leave=True)] if t.progress_bar else []
+    averaging = [EMAWeightAveraging(decay=t.ema_decay)] if t.ema_decay is not None else []
     return L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -158,6 +159,7 @@ def build_trainer(
             RNGState(),
             EpochCSVLogger(work_dir / "epochs.csv"),
             *callbacks,
+            *averaging,
             *_checkpoints(work_dir / "checkpoints", monitor),
         ],
         limit_val_batches=None if monitor else 0,

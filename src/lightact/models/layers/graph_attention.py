@@ -57,8 +57,10 @@ class SparseGraphAttention(nn.Module):
         allowed = torch.zeros(joints, joints, dtype=torch.bool)
         allowed[torch.arange(joints)[:, None].expand_as(neighbours)[valid], neighbours[valid]] = True
         self.register_buffer("allowed", allowed, persistent=False)  # [V, V]
-        # The same mask as an additive bias, added by the score matmul itself (baddbmm).
-        bias = torch.zeros(joints, joints).masked_fill(~allowed, float("-inf"))
+        # The same mask as an additive bias, added by the score matmul itself (baddbmm). The
+        # lowest finite float, not -inf: softmax gives the same exact zeros, and weight averaging
+        # (EMA: lerp of every floating buffer) keeps it, where -inf + w·(-inf - -inf) is NaN.
+        bias = torch.zeros(joints, joints).masked_fill(~allowed, torch.finfo(torch.float32).min)
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
