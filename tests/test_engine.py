@@ -80,7 +80,7 @@ def test_weight_average_is_the_exponential_average_of_every_step(tmp_path, tiny_
     """trainer.ema_decay: the saved weights and batch-norm statistics are the exponential average
     of the states after each step (the first step's copied), and STAR's attention constants (its
     neighbour indices, masks and mask bias, which the average also runs over) come through
-    untouched: a -inf in the bias became NaN, and every prediction with it."""
+    untouched."""
     steps = StateAfterEachStep()
     decay = 0.8
     settings = [*tiny_overrides, "trainer.ema_decay=0.8", "trainer.num_threads=1", f"work_dir={tmp_path}"]
