@@ -186,13 +186,14 @@ class SkeletonDataModule(ActionDataModule):
         annotations = self._annotations(split)
         spec = self.cfg.train_transforms if train else self.cfg.test_transforms
         transform = build_transforms(spec, self.layout)
-        resamples = any(isinstance(t, TemporalResample) for t in transform.transforms)
+        steps = transform.transforms
+        resamples = any(isinstance(t, TemporalResample) for t in steps)
         if views > 1 and resamples:
             # Each view its own uniform sampling of the clip (pyskl's test-mode UniformSampleFrames
             # with num_clips): the test transforms' middle-frame resampling would make every view
             # the same frames, and averaging them would gain nothing.
             transform = Compose(
-                [replace(t, random_offset=True) if isinstance(t, TemporalResample) else t for t in transform]
+                [replace(t, random_offset=True) if isinstance(t, TemporalResample) else t for t in steps]
             )
         if (views > 1 and not resamples) or (not train and self.eval_cfg.clip_len):
             # Random test views need a length to resample to: eval.clip_len, else data.max_frames,

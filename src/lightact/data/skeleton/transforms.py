@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -579,9 +579,6 @@ class Compose:
 
     def __len__(self) -> int:
         return len(self.transforms)
-
-    def __iter__(self) -> Iterator[Transform]:
-        return iter(self.transforms)
 
     def __repr__(self) -> str:
         return f"Compose({self.transforms!r})"
