@@ -1075,6 +1075,27 @@ def test_variable_frame_rate_avi_pose_and_clips_agree(cli, tmp_path):
     assert np.allclose(grey, [0, shown % 251, 443 % 251], atol=8), (grey, shown)
 
 
+def test_a_variable_frame_rate_avi_is_not_taken_for_a_cut_file(tmp_path):
+    """Its header counts frame slots (444), the decoder returns only the 68 held frames: the timed
+    reader (pose, live, render) must judge a cut by the last frame's position, as the clip reader
+    does, not by how many frames decoded; a file really cut short still warns."""
+    import warnings
+
+    from lightact.data.video.reader import iter_timed_frames
+
+    video, slots = vfr_avi(tmp_path / "vfr.avi")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        times = [frame.time for frame in iter_timed_frames(video)]
+    assert [round(t * 15) for t in times] == slots
+    assert not [w for w in caught if "cut short" in str(w.message)], [str(w.message) for w in caught]
+    whole = write_video(tmp_path / "whole.mp4", noise(60, seed=2), movflags="faststart")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="cut.mp4: decoded .* of the 60 frames"):
+        list(iter_timed_frames(cut))
+
+
 @needs_mediapipe
 def test_nobody_in_the_video_writes_the_empty_result(cli, files, tmp_path):
     pred = tmp_path / "pred"

@@ -279,7 +279,9 @@ def decode_timed(
         index += 1
     if index == 0:
         raise VideoDecodeError(f"{name}: no frame could be decoded")
-    warn_if_cut(name, index, int(stream.frames or 0))
+    # A variable-rate AVI's header counts frame slots, of which only the held frames decode: the
+    # last frame's position, not the number decoded, tells a cut file (as the clip reader judges it).
+    warn_if_cut(name, max(index, int(round(time * rate)) + 1), int(stream.frames or 0))
 
 
 _DONE = object()
