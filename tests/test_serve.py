@@ -8,6 +8,7 @@ bad upload against the one-line message the CLI gives for it.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import threading
 import time
@@ -30,7 +31,7 @@ from lightact.inference import predict_path  # noqa: E402
 from lightact.inference.render import VideoWriter  # noqa: E402
 from lightact.serve import app as serve_app  # noqa: E402
 from lightact.serve.app import create_app  # noqa: E402
-from lightact.serve.limits import Limits, UnsupportedFile, sniff  # noqa: E402
+from lightact.serve.limits import Limits, UnsupportedFile, WorkerPool, sniff  # noqa: E402
 from lightact.serve.models import load_models  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -409,6 +410,46 @@ def test_a_full_queue_answers_429(models, monkeypatch):
             t.join(30)
         assert [r.status_code for r in results] == [200, 200]
         assert post(client, "star", "c.npy", npy_bytes()).status_code == 200  # room again
+
+
+def test_a_full_server_refuses_before_reading_the_upload(models, monkeypatch):
+    """The 429 comes before the body is read: the application never asks for it (uvicorn would
+    send ``100 Continue`` on that first read, and a waiting client would start its upload)."""
+    import asyncio
+
+    app = create_app(models, Limits(workers=1, queue=0))
+    monkeypatch.setattr(WorkerPool, "full", property(lambda pool: True))
+    reads: list[dict] = []
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        reads.append({})
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [
+        (b"content-type", b"multipart/form-data; boundary=b"),
+        (b"content-length", b"500000000"),
+        (b"expect", b"100-continue"),
+    ]
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/predict",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert reads == []
+    assert sent[0]["status"] == 429 and (b"retry-after", b"5") in sent[0]["headers"]
+    assert "busy" in json.loads(sent[1]["body"])["detail"]
 
 
 def test_past_the_time_limit_is_504_and_the_abandoned_work_is_cleaned_up(models, monkeypatch):

@@ -14,7 +14,8 @@ seconds. A failed or timed-out request's folder is removed when its work ends.
 Errors are one line, the CLI's own message with the upload's name in place of the server's path:
 404 unknown model or result, 413 too large (or a video longer than the duration cap), 415 not a
 video, image or skeleton file by content (or not a kind the model takes), 422 a file of the right
-kind that cannot be classified or a bad option, 429 busy, 504 past the time limit.
+kind that cannot be classified or a bad option, 429 busy (answered before the upload is read), 504
+past the time limit.
 """
 
 from __future__ import annotations
@@ -270,6 +271,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
         lifespan=lifespan,
     )
     app.state.server = state
+    app.add_middleware(RefuseWhileBusy, pool=state.pool)
 
     @app.exception_handler(RequestValidationError)
     async def one_line_validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -374,6 +376,32 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None) -> 
         return FileResponse(path, media_type=_MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
 
     return app
+
+
+class RefuseWhileBusy:
+    """ASGI middleware: a ``POST /predict`` that arrives while every worker is busy and the queue
+    is full is answered 429 before a byte of its body is read. The route itself can only refuse
+    after FastAPI has parsed the form, that is after the whole upload; a client that waits for
+    ``100 Continue`` before sending a large body (curl does) now sends none, and uvicorn, which
+    sends the 100 only when the application first reads, never asks for it."""
+
+    def __init__(self, app: Any, pool: WorkerPool) -> None:
+        self.app = app
+        self.pool = pool
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in ("/predict", f"{scope.get('root_path', '')}/predict")
+        ):
+            try:
+                self.pool.refuse_if_full()
+            except PoolFull as err:
+                busy = JSONResponse({"detail": str(err)}, status_code=429, headers={"Retry-After": "5"})
+                await busy(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _http_error(err: BaseException, job: _Job, shown: str, model: str) -> BaseException:
