@@ -196,6 +196,52 @@ def test_no_person_gives_zeros(tmp_path):
     assert ann["fps"] == pytest.approx(10.0) and ann["layout"] == "mediapipe33"
 
 
+_FILTERED_WRITES = r"""
+import os, sys, threading
+from lightact.data.skeleton.pose.mediapipe import mediapipe_log_filter as log_filter
+os.write(2, b"before\n")
+log_filter.hold()
+log_filter.hold()  # a second holder (another extractor)
+for piece in (b"INFO: ", b"Created TensorFlow Lite XNNPACK delegate for CPU.", b"\n"):
+    os.write(2, piece)  # as TensorFlow Lite writes it
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+os.write(2, b"W0000 00:00:1796177277.767977   21430 inference_feedback_manager.cc:114] Feedback\n")
+os.write(2, b"\rprogress 50%")  # no newline: passes at once
+os.write(2, b"\rprogress 100%\n")
+os.write(2, b"E0000 00:00:1796177277.8   21430 graph.cc:1] an error is kept\n")
+os.write(2, b"INFO: a line of someone else's\n")
+log_filter.release()
+os.write(2, b"still filtered\n")
+log_filter.release()
+sys.stderr.write("after: W0000 00:00:1.0 1 x.cc:1] not filtered any more\n")
+"""
+
+
+def test_the_mediapipe_log_filter_drops_only_its_lines_and_restores_stderr():
+    import subprocess
+
+    ran = subprocess.run([sys.executable, "-c", _FILTERED_WRITES], capture_output=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert ran.stderr.decode() == (
+        "before\n\rprogress 50%\rprogress 100%\nE0000 00:00:1796177277.8   21430 graph.cc:1] an error "
+        "is kept\nINFO: a line of someone else's\nstill filtered\n"
+        "after: W0000 00:00:1.0 1 x.cc:1] not filtered any more\n"
+    )
+
+
+@needs_mediapipe
+def test_pose_extraction_prints_none_of_mediapipes_start_up_lines(tmp_path):
+    """Once per process, MediaPipe's C++ side logs a TensorFlow Lite notice and absl warnings when
+    its graphs first run: a fresh process shows whether any reach the user."""
+    import subprocess
+
+    path = write_video(tmp_path / "noise.avi", noise_frames(4))
+    code = f"from lightact.data.skeleton.pose import extract_pose; extract_pose({str(path)!r}); print('ok')"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout == "ok\n", ran.stderr
+    assert "TensorFlow Lite" not in ran.stderr and "absl" not in ran.stderr and "W0000" not in ran.stderr
+
+
 @needs_mediapipe
 def test_run_pose_labels_classes_and_failures(tmp_path):
     data_dir = tmp_path / "data"

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, import_mediapipe
+from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, import_mediapipe, mediapipe_log_filter
 from lightact.data.skeleton.pose.tracking import Tracker, box_iou, contained, drop_short_runs, landmark_box
 from lightact.data.video.reader import TimedFrame, iter_timed_frames, prefetch, video_info
 
@@ -137,7 +137,6 @@ class PoseExtractor:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
         if max_side is not None and max_side < 32:
             raise ValueError(f"max_side must be at least 32 (or None), got {max_side}")
-        _, mp_pose = import_mediapipe()
         self.max_persons = max_persons
         self.max_side = max_side
         self.mask_margin = mask_margin
@@ -145,23 +144,35 @@ class PoseExtractor:
         self.min_run = max(1, int(min_run))
         self.second_search_every = max(1, int(second_search_every))
         self._idle = [0] * max_persons  # frames each slot still skips before searching again
-        self._slots = [
-            mp_pose.Pose(
-                static_image_mode=False,
-                model_complexity=MODEL_COMPLEXITY,
-                smooth_landmarks=True,
-                enable_segmentation=False,
-                min_detection_confidence=min_detection_confidence,
-                min_tracking_confidence=min_tracking_confidence,
-            )
-            for _ in range(max_persons)
-        ]
+        self._slots = []
+        # Released in close(): the graphs log when they are built and when they first run.
+        mediapipe_log_filter.hold()
+        self._filtering = True
+        try:
+            _, mp_pose = import_mediapipe()
+            for _ in range(max_persons):
+                self._slots.append(
+                    mp_pose.Pose(
+                        static_image_mode=False,
+                        model_complexity=MODEL_COMPLEXITY,
+                        smooth_landmarks=True,
+                        enable_segmentation=False,
+                        min_detection_confidence=min_detection_confidence,
+                        min_tracking_confidence=min_tracking_confidence,
+                    )
+                )
+        except BaseException:
+            self.close()
+            raise
         self._fresh = True
 
     def close(self) -> None:
         for pose in self._slots:
             pose.close()
         self._slots = []
+        if self._filtering:
+            self._filtering = False
+            mediapipe_log_filter.release()
 
     def __enter__(self) -> PoseExtractor:
         return self

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterator
 
 from lightact.data.video.reader import MissingDependencyError
@@ -33,22 +35,94 @@ def _quiet_python_stderr() -> Iterator[None]:
             print("\n".join(rest), file=sys.stderr)
 
 
-@contextlib.contextmanager
-def quiet_fd2() -> Iterator[None]:
-    """Silence file descriptor 2 (glog/absl warnings of MediaPipe's C++ graph start-up). Process-wide,
-    so it is only used inside worker processes."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+# What MediaPipe's C++ side writes to file descriptor 2 when its graphs start and first run:
+# TensorFlow Lite's delegate notice, absl's pre-initialisation warning, and absl-format info and
+# warning lines (``W0000 00:00:1796.. 21430 inference_feedback_manager.cc:114] ...``). Errors and
+# fatal lines (``E``/``F``) are kept: they come with the exception that tells the user.
+_NOISE = re.compile(
+    rb"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl::InitializeLog"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] )"
+)
+_ABSL_START = re.compile(rb"[IW]\d")
+
+
+def _may_become_noise(unfinished: bytes) -> bool:
+    """Whether a line still being written could turn into one of :data:`_NOISE`."""
+    markers = (b"INFO: ", b"WARNING: ")
+    return any(m.startswith(unfinished) or unfinished.startswith(m) for m in markers) or bool(
+        _ABSL_START.match(unfinished)
+    )
+
+
+class _Fd2Filter:
+    """Drops :data:`_NOISE` lines written to file descriptor 2 while at least one user holds it
+    (holds nest, from any thread). MediaPipe's C++ code writes to the descriptor itself and offers
+    Python no switch (``GLOG_minloglevel`` and ``TF_CPP_MIN_LOG_LEVEL`` do not reach it), so fd 2
+    becomes a pipe whose reader thread passes every other byte, as it comes, to the stderr it
+    replaced (Python tracebacks, warnings, progress bars). Releasing the last hold puts the real
+    stderr back and waits until the pipe is drained, so
+    nothing written before is lost or reordered after it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved: int | None = None
+        self._write_end: int | None = None
+        self._reader: threading.Thread | None = None
+
+    def hold(self) -> None:
+        with self._lock:
+            self._holders += 1
+            if self._holders > 1:
+                return
+            try:
+                read_end, write_end = os.pipe()
+                saved = os.dup(2)
+            except OSError:  # no stderr to filter, or out of descriptors: leave it alone
+                return
+            sys.stderr.flush()
+            os.dup2(write_end, 2)
+            self._saved, self._write_end = saved, write_end
+            self._reader = threading.Thread(target=self._pass_on, args=(read_end, saved), daemon=True)
+            self._reader.start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders > 0 or self._saved is None:
+                return
+            sys.stderr.flush()
+            os.dup2(self._saved, 2)
+            os.close(self._write_end)  # the reader now sees the end of the pipe once it is drained
+            self._reader.join()
+            os.close(self._saved)
+            self._saved = self._write_end = self._reader = None
+
+    @staticmethod
+    def _pass_on(read_end: int, out: int) -> None:
+        # TensorFlow Lite writes its notice in pieces ("INFO: ", the text, "\n"): a line's start
+        # that could still become noise waits for the rest; anything else (a progress bar's
+        # carriage-return updates) passes at once.
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                lines = (pending + chunk).splitlines(keepends=True)
+                pending = (
+                    lines.pop() if not lines[-1].endswith(b"\n") and _may_become_noise(lines[-1]) else b""
+                )
+                _write_all(out, b"".join(line for line in lines if not _NOISE.match(line)))
+        if pending and not _NOISE.match(pending):
+            _write_all(out, pending)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # stderr gone: nothing to tell
+        while data:
+            data = data[os.write(fd, data) :]
+
+
+# Held by every PoseExtractor from its construction to its close.
+mediapipe_log_filter = _Fd2Filter()
 
 
 def import_mediapipe():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lightact.data.skeleton.pose.extractor import PoseExtractor, PoseResult, pose_annotation
-from lightact.data.skeleton.pose.mediapipe import INSTALL_HINT, mediapipe_available, quiet_fd2
+from lightact.data.skeleton.pose.mediapipe import INSTALL_HINT, mediapipe_available
 from lightact.data.skeleton.pose.parts import load_part, part_path, write_part
 from lightact.data.video.reader import VIDEO_SUFFIXES, MissingDependencyError, VideoDecodeError, video_info
 from lightact.errors import UsageError, check_writable_dir
@@ -75,8 +75,7 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(max_persons: int, max_side: int | None, queue: Any) -> None:
     # The forkserver's child (or, with spawn, ours): it ends with that parent, which ends with us.
     die_with_parent(int(os.environ.get("LIGHTACT_POSE_PARENT", os.getppid())))
-    with quiet_fd2():
-        _WORKER["extractor"] = PoseExtractor(max_persons=max_persons, max_side=max_side)
+    _WORKER["extractor"] = PoseExtractor(max_persons=max_persons, max_side=max_side)
     _WORKER["queue"] = queue
 
 
