@@ -76,9 +76,13 @@ class _Fd2Filter:
             if self._holders > 1:
                 return
             try:
-                read_end, write_end = os.pipe()
                 saved = os.dup(2)
-            except OSError:  # no stderr to filter, or out of descriptors: leave it alone
+            except OSError:  # no stderr to filter: leave it alone
+                return
+            try:
+                read_end, write_end = os.pipe()
+            except OSError:  # out of descriptors: unfiltered is better than failing
+                os.close(saved)
                 return
             sys.stderr.flush()
             os.dup2(write_end, 2)
