@@ -60,8 +60,8 @@ class _Fd2Filter:
     Python no switch (``GLOG_minloglevel`` and ``TF_CPP_MIN_LOG_LEVEL`` do not reach it), so fd 2
     becomes a pipe whose reader thread passes every other byte, as it comes, to the stderr it
     replaced (Python tracebacks, warnings, progress bars). Releasing the last hold puts the real
-    stderr back and waits until the pipe is drained, so
-    nothing written before is lost or reordered after it."""
+    stderr back and waits until the pipe is drained, so nothing written before is lost or
+    reordered after it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
