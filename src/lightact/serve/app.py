@@ -65,6 +65,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("lightact.serve")
 STATIC = files("lightact.serve") / "static"
 _CHUNK = 1 << 20
+_BUSY_HEADERS = {"Retry-After": "5"}  # seconds a refused (429) client should wait
 # What a bad file raises from the predictors: the errors the CLI prints as one line.
 _INPUT_ERRORS = (ValueError, OSError, pickle.UnpicklingError)
 _MEDIA_TYPES = {".mp4": "video/mp4", ".png": "image/png"}
@@ -398,7 +399,7 @@ class RefuseWhileBusy:
             try:
                 self.pool.refuse_if_full()
             except PoolFull as err:
-                busy = JSONResponse({"detail": str(err)}, status_code=429, headers={"Retry-After": "5"})
+                busy = JSONResponse({"detail": str(err)}, status_code=429, headers=_BUSY_HEADERS)
                 await busy(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -411,7 +412,7 @@ def _http_error(err: BaseException, job: _Job, shown: str, model: str) -> BaseEx
     if isinstance(err, UnsupportedFile):
         return HTTPException(415, f"{shown}: {err}")
     if isinstance(err, PoolFull):
-        return HTTPException(429, str(err), headers={"Retry-After": "5"})
+        return HTTPException(429, str(err), headers=_BUSY_HEADERS)
     if isinstance(err, TimeLimitExceeded):
         return HTTPException(504, f"{shown}: {err}")
     if isinstance(err, _INPUT_ERRORS):
