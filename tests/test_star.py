@@ -1,6 +1,8 @@
 """STAR against slow, obvious references: per-clip runs, dense per-joint attention, the quadratic
 form of linear attention."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -126,6 +128,20 @@ def test_any_layout_builds_and_trains():
     assert not missing, missing
 
 
+def test_a_small_skeleton_exports_with_parity(tmp_path):
+    """An 8-joint layout's spatial attention runs on padded score rows; the exported graph too."""
+    from lightact.export.onnx import export_target_onnx
+    from lightact.models.registry import model_entry
+
+    torch.manual_seed(0)
+    model = create_model("star_64", num_classes=3, layout=UPPER_BODY).eval()
+    target = model_entry("star_64").export_target(model)
+    canonical = target.shape({"batch": 2, "frames": 6, "persons": 1})
+    small = dataclasses.replace(target, canonical=canonical, alternate={"batch": 3, "frames": 5})
+    result = export_target_onnx(small, tmp_path / "star_upper8.onnx", small.axis_names)
+    assert len(result.input_shapes_checked) == 2 and result.worst_diff <= 1e-4
+
+
 def test_wrong_joint_count_is_a_clear_error():
     model = STAR(num_classes=3, dim=16, depth=1, heads=2)
     x, clip_ids = pack_clips(random_clips([4], joints=17))
@@ -173,13 +189,15 @@ def test_linear_attention_fast_paths_equal_the_naive_formula_forward_and_backwar
     torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-4, rtol=1e-4)
 
 
-def test_masked_spatial_attention_backward_equals_the_naive_reference():
+@pytest.mark.parametrize("layout", [NTU25, UPPER_BODY], ids=["25-joints", "8-joints-padded"])
+def test_masked_spatial_attention_backward_equals_the_naive_reference(layout):
     torch.manual_seed(4)
-    distance = NTU25.hop_distance()
+    distance = layout.hop_distance()
     module = SparseGraphAttention(32, 4, *k_hop_neighbours(distance, 3), kernel="masked")
-    x = torch.randn(3, 25, 32, requires_grad=True)
+    joints = layout.num_joints
+    x = torch.randn(3, joints, 32, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_()
-    weights = torch.randn(3, 25, 32)
+    weights = torch.randn(3, joints, 32)
     (module(x) * weights).sum().backward()
     (naive_graph_attention(module, x_ref, torch.from_numpy(distance <= 3)) * weights).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
