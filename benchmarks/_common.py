@@ -62,15 +62,21 @@ def interleaved_timings(
     warmup: int = 1,
     sync: Callable[[], None] = lambda: None,
     progress: Callable[[str], None] | None = None,
+    rotate: bool = False,
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, timed in interleaved rounds A, B, C, A, B, C, ...
 
-    The first ``warmup`` rounds run but are not recorded; ``repeats`` rounds are.
+    The first ``warmup`` rounds run but are not recorded; ``repeats`` rounds are. ``rotate`` starts
+    each round one function later (A, B, C, B, C, A, ...), so that whatever the place in a round
+    costs (the call after another's large frees, say) falls on every function alike.
     """
     times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     for round_index in range(warmup + repeats):
         recorded = round_index >= warmup
-        for name, fn in fns.items():
+        shift = round_index % len(names) if rotate else 0
+        for name in names[shift:] + names[:shift]:
+            fn = fns[name]
             sync()
             start = time.perf_counter()
             fn()

@@ -7,12 +7,15 @@ Two tables:
   number of elements at every width): on a CPU whose vector register holds 16 floats (AVX-512) a
   row narrower than that takes a scalar path;
 * :class:`~lightact.models.layers.SparseGraphAttention` (masked kernel, 64 channels, 8 heads, 3 hops;
-  forward + backward) on each layout, built as shipped (``padded``: score rows of at least
-  ``MIN_SCORE_WIDTH`` joints) and built with the padding turned off (``unpadded``: rows of exactly
-  the layout's joints, what it did before), interleaved rounds, the same weights and input, and the
-  largest difference of their outputs.
+  forward + backward) on each layout, built as shipped (``padded``: at least ``MIN_SCORE_WIDTH`` keys
+  per score row) and with the padding turned off (``unpadded``: exactly the layout's joints, what it
+  did before), in interleaved rounds that start with each in turn, the same weights and input, and
+  the largest difference of their outputs;
+* a whole STAR-64 training step (forward, cross-entropy, backward, AdamW) on a packed batch of that
+  many frames (SBU's shape by default: 32 clips of 64 frames, two persons of 32), padded against
+  unpadded, built from the same seed.
 
-    python benchmarks/softmax_width.py [--rounds 7] [--frames 2048] [--threads 1]
+    python benchmarks/softmax_width.py [--rounds 12] [--frames 2048] [--clips 32] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from _common import format_table, interleaved_timings, machine_info
 
+from lightact.data.skeleton.batching import pack_clips
 from lightact.data.skeleton.layouts import get_layout
+from lightact.models import create_model
 from lightact.models.layers import SparseGraphAttention, graph_attention, k_hop_neighbours
 
 LAYOUTS = ("upper_body8", "datasets/sbu15.yaml", "datasets/kinect_v1_20_msr.yaml", "ntu25")
@@ -48,20 +55,28 @@ def softmax_ns_per_element(width: int, elements: int, rounds: int) -> tuple[floa
     return statistics.median(forward[1:]) * scale, statistics.median(backward[1:]) * scale
 
 
-def attention(neighbours, valid, min_width: int) -> SparseGraphAttention:
+def built_with_min_width(build: Callable[[], torch.nn.Module], min_width: int) -> torch.nn.Module:
     shipped = graph_attention.MIN_SCORE_WIDTH
-    graph_attention.MIN_SCORE_WIDTH = min_width  # read once, when the module builds its bias
+    graph_attention.MIN_SCORE_WIDTH = min_width  # read once, when a module builds its bias
     try:
         torch.manual_seed(0)
-        return SparseGraphAttention(64, 8, neighbours, valid, kernel="masked")
+        return build()
     finally:
         graph_attention.MIN_SCORE_WIDTH = shipped
 
 
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x, clip_ids, labels) -> None:
+    loss = F.cross_entropy(model(x, clip_ids), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--frames", type=int, default=2048, help="frames per call (SBU: 32 clips x 64)")
+    parser.add_argument("--clips", type=int, default=32, help="clips in the training step's batch")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,16 +95,20 @@ def main() -> None:
         layout = get_layout(name)
         joints = layout.num_joints
         neighbours, valid = k_hop_neighbours(layout.hop_distance(), 3)
+
+        def build(neighbours=neighbours, valid=valid) -> SparseGraphAttention:
+            return SparseGraphAttention(64, 8, neighbours, valid, kernel="masked")
+
         modules = {
-            "padded": attention(neighbours, valid, graph_attention.MIN_SCORE_WIDTH),
-            "unpadded": attention(neighbours, valid, 1),
+            "padded": built_with_min_width(build, graph_attention.MIN_SCORE_WIDTH),
+            "unpadded": built_with_min_width(build, 1),
         }
         generator = torch.Generator().manual_seed(1)
         x = torch.randn(args.frames, joints, 64, generator=generator, requires_grad=True)
         with torch.no_grad():
             difference = (modules["padded"](x) - modules["unpadded"](x)).abs().max().item()
         steps = {name: (lambda m=m, x=x: m(x).sum().backward()) for name, m in modules.items()}
-        times = interleaved_timings(steps, args.rounds)
+        times = interleaved_timings(steps, args.rounds, rotate=True)
         padded, unpadded = (statistics.median(times[k]) for k in ("padded", "unpadded"))
         per_round = [u / p for p, u in zip(times["padded"], times["unpadded"], strict=True)]
         rows.append([
@@ -101,6 +120,32 @@ def main() -> None:
     print(f"\nmasked spatial attention, forward + backward, {args.frames} frames, median of {args.rounds}")
     header = ["layout", "joints", "score row", "unpadded ms", "padded ms", "padded faster by", "max |diff|"]
     print(format_table(header, rows))
+
+    rows = []
+    per_clip = args.frames // args.clips
+    for name in LAYOUTS:
+        layout = get_layout(name)
+        generator = torch.Generator().manual_seed(2)
+        clips = [torch.randn(per_clip, layout.num_joints, 9, generator=generator) for _ in range(args.clips)]
+        x, clip_ids = pack_clips(clips)
+        labels = torch.randint(0, 8, (args.clips,), generator=generator)
+        steps = {}
+        for variant, width in (("padded", graph_attention.MIN_SCORE_WIDTH), ("unpadded", 1)):
+            model = built_with_min_width(
+                lambda layout=layout: create_model("star_64", num_classes=8, layout=layout), width
+            )
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            batch = (x, clip_ids, labels)
+            steps[variant] = lambda m=model, o=optimizer, b=batch: training_step(m, o, *b)
+        times = interleaved_timings(steps, args.rounds, rotate=True)
+        padded, unpadded = (statistics.median(times[k]) for k in ("padded", "unpadded"))
+        per_round = [u / p for p, u in zip(times["padded"], times["unpadded"], strict=True)]
+        rows.append([
+            layout.name, str(layout.num_joints), f"{unpadded * 1e3:.0f}", f"{padded * 1e3:.0f}",
+            f"{unpadded / padded:.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f})",
+        ])  # fmt: skip
+    print(f"\nSTAR-64 training step, {args.clips} clips of {per_clip} frames, median of {args.rounds}")
+    print(format_table(["layout", "joints", "unpadded ms", "padded ms", "padded faster by"], rows))
     print("load average after:", [round(v, 2) for v in os.getloadavg()])
 
 

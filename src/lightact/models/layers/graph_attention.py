@@ -44,11 +44,11 @@ class SparseGraphAttention(nn.Module):
     copies K x the keys and values (on NTU-25 with 3 hops, K = 13 of 25 joints, several times
     slower: ``benchmarks/star_speed.py --kernels``); ``"auto"`` picks by graph size.
 
-    The masked kernel works on at least :data:`MIN_SCORE_WIDTH` joints: a smaller skeleton (SBU's
-    15, an 8-joint upper body) is padded with joints that every real one is masked from, because
+    The masked kernel scores at least :data:`MIN_SCORE_WIDTH` keys per joint: a smaller skeleton
+    (SBU's 15, an 8-joint upper body) gets padding keys that every joint is masked from, because
     torch's CPU softmax over rows narrower than one vector register (16 floats with AVX-512) takes
     a scalar path, measured about 10x slower per element forward and backward than rows of 16
-    (``benchmarks/softmax_width.py``); the padded rows are dropped from the output.
+    (``benchmarks/softmax_width.py``).
     """
 
     def __init__(self, dim: int, heads: int, neighbours: Tensor, valid: Tensor, kernel: str = "auto") -> None:
@@ -69,12 +69,9 @@ class SparseGraphAttention(nn.Module):
         # The same mask as an additive bias, added by the score matmul itself (baddbmm). The
         # lowest finite float, not -inf: softmax gives the same exact zeros, and weight averaging
         # (EMA: lerp of every floating buffer) keeps it, where -inf + w·(-inf - -inf) is NaN.
-        # Padding joints (see the class notes) are allowed to nobody: a padded row of real queries
-        # gets exact zeros, a padded query's row is all the same lowest value (a uniform softmax,
-        # finite, then dropped).
-        width = max(joints, MIN_SCORE_WIDTH)
-        bias = torch.full((width, width), torch.finfo(torch.float32).min)
-        bias[:joints, :joints].masked_fill_(allowed, 0.0)
+        # Padding keys (see the class notes) are allowed to nobody: exact zeros after softmax.
+        bias = torch.full((joints, max(joints, MIN_SCORE_WIDTH)), torch.finfo(torch.float32).min)
+        bias[:, :joints].masked_fill_(allowed, 0.0)
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,13 +93,14 @@ class SparseGraphAttention(nn.Module):
         # by the matmul, softmax, weighted sum). A fused attention call runs slower on CPU for
         # these 25 x 25 problems, forward and backward; per-head matmuls on strided views of the
         # projection skip the copy but their backward runs slower (benchmarks/star_speed.py).
-        # A small skeleton's padding joints ride in the same copy (F.pad writes a new tensor).
         frames, joints, _, heads, width = qkv.shape
-        padded = self.bias.shape[-1]
+        keys = self.bias.shape[-1]
         qkv = qkv.permute(2, 0, 3, 1, 4)  # [3, F, H, V, d]
-        if padded > joints:
-            qkv = F.pad(qkv, (0, 0, 0, padded - joints))
-        q, k, v = qkv.reshape(3, frames * heads, padded, width).unbind(0)
+        if keys == joints:
+            q, k, v = qkv.reshape(3, frames * heads, joints, width).unbind(0)
+        else:  # a small skeleton: keys and values padded in their one copy (F.pad writes a new tensor)
+            q = qkv[0].reshape(frames * heads, joints, width)
+            k, v = F.pad(qkv[1:], (0, 0, 0, keys - joints)).view(2, frames * heads, keys, width).unbind(0)
         scores = torch.baddbmm(self.bias, q, k.transpose(1, 2), alpha=self.scale)
-        out = torch.bmm(scores.softmax(-1), v)  # [F·H, V', d]
-        return out.view(frames, heads, padded, width)[:, :, :joints].transpose(1, 2)  # [F, V, H, d]
+        out = torch.bmm(scores.softmax(-1), v)  # [F·H, V, d]
+        return out.view(frames, heads, joints, width).transpose(1, 2)  # [F, V, H, d]
