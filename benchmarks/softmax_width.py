@@ -1,7 +1,7 @@
 """Why STAR's spatial attention pads small skeletons: torch's CPU softmax against the row width, and
 the masked attention on small layouts with and without the padding, in the same run.
 
-Two tables:
+Three tables:
 
 * softmax alone, forward and backward, nanoseconds per element for rows of 4-33 values (the same
   number of elements at every width): on a CPU whose vector register holds 16 floats (AVX-512) a
@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from _common import format_table, interleaved_timings, machine_info
+from skeleton_efficiency import NUM_CLASSES, make_train_step, paired_ratios
 
 from lightact.data.skeleton.batching import pack_clips
 from lightact.data.skeleton.layouts import get_layout
@@ -65,11 +65,13 @@ def built_with_min_width(build: Callable[[], torch.nn.Module], min_width: int) -
         graph_attention.MIN_SCORE_WIDTH = shipped
 
 
-def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x, clip_ids, labels) -> None:
-    loss = F.cross_entropy(model(x, clip_ids), labels)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+def padded_against_unpadded(steps: dict[str, Callable[[], object]], rounds: int) -> tuple[float, float, str]:
+    """``steps["padded"]`` and ``steps["unpadded"]`` timed in interleaved rounds that start with each in
+    turn: their median seconds and the speed-up with its per-round range, as a table cell."""
+    times = interleaved_timings(steps, rounds, rotate=True)
+    padded, unpadded = (statistics.median(times[k]) for k in ("padded", "unpadded"))
+    per_round = paired_ratios(times["unpadded"], times["padded"])
+    return padded, unpadded, f"{unpadded / padded:.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f})"
 
 
 def main() -> None:
@@ -108,14 +110,10 @@ def main() -> None:
         with torch.no_grad():
             difference = (modules["padded"](x) - modules["unpadded"](x)).abs().max().item()
         steps = {name: (lambda m=m, x=x: m(x).sum().backward()) for name, m in modules.items()}
-        times = interleaved_timings(steps, args.rounds, rotate=True)
-        padded, unpadded = (statistics.median(times[k]) for k in ("padded", "unpadded"))
-        per_round = [u / p for p, u in zip(times["padded"], times["unpadded"], strict=True)]
+        padded, unpadded, faster = padded_against_unpadded(steps, args.rounds)
         rows.append([
             layout.name, str(joints), str(modules["padded"].bias.shape[-1]), f"{unpadded * 1e3:.1f}",
-            f"{padded * 1e3:.1f}",
-            f"{unpadded / padded:.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f})",
-            f"{difference:.1e}",
+            f"{padded * 1e3:.1f}", faster, f"{difference:.1e}",
         ])  # fmt: skip
     print(f"\nmasked spatial attention, forward + backward, {args.frames} frames, median of {args.rounds}")
     header = ["layout", "joints", "score row", "unpadded ms", "padded ms", "padded faster by", "max |diff|"]
@@ -127,23 +125,16 @@ def main() -> None:
         layout = get_layout(name)
         generator = torch.Generator().manual_seed(2)
         clips = [torch.randn(per_clip, layout.num_joints, 9, generator=generator) for _ in range(args.clips)]
-        x, clip_ids = pack_clips(clips)
-        labels = torch.randint(0, 8, (args.clips,), generator=generator)
+        inputs = pack_clips(clips)
         steps = {}
         for variant, width in (("padded", graph_attention.MIN_SCORE_WIDTH), ("unpadded", 1)):
             model = built_with_min_width(
-                lambda layout=layout: create_model("star_64", num_classes=8, layout=layout), width
+                lambda layout=layout: create_model("star_64", num_classes=NUM_CLASSES, layout=layout), width
             )
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            batch = (x, clip_ids, labels)
-            steps[variant] = lambda m=model, o=optimizer, b=batch: training_step(m, o, *b)
-        times = interleaved_timings(steps, args.rounds, rotate=True)
-        padded, unpadded = (statistics.median(times[k]) for k in ("padded", "unpadded"))
-        per_round = [u / p for p, u in zip(times["padded"], times["unpadded"], strict=True)]
-        rows.append([
-            layout.name, str(layout.num_joints), f"{unpadded * 1e3:.0f}", f"{padded * 1e3:.0f}",
-            f"{unpadded / padded:.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f})",
-        ])  # fmt: skip
+            steps[variant] = make_train_step(model, inputs, args.clips)
+        padded, unpadded, faster = padded_against_unpadded(steps, args.rounds)
+        joints = str(layout.num_joints)
+        rows.append([layout.name, joints, f"{unpadded * 1e3:.0f}", f"{padded * 1e3:.0f}", faster])
     print(f"\nSTAR-64 training step, {args.clips} clips of {per_clip} frames, median of {args.rounds}")
     print(format_table(["layout", "joints", "unpadded ms", "padded ms", "padded faster by"], rows))
     print("load average after:", [round(v, 2) for v in os.getloadavg()])
