@@ -94,3 +94,9 @@ def save_star(save_checkpoint):
         return save_checkpoint(directory, model, "star_64", kwargs, list(classes), data)
 
     return save
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fresh-environment README test (5 minutes, one file) first: with two workers the other one
+    runs the rest meanwhile, instead of both waiting for it at the end."""
+    items.sort(key=lambda item: item.path.name != "test_readme_commands.py")

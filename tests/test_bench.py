@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from lightact.bench.models import (
     COMPOSITE,
     DEFAULT_MODELS,
     STANDALONE,
+    BenchModel,
     parse_shape,
     resolve,
     timm_class,
@@ -233,8 +235,23 @@ def test_reports_carry_environment_rows_and_failures(tmp_path):
     assert "GMACs" in markdown(_fake_result())
 
 
-def test_cli_smoke_two_tiny_models_two_backends(tmp_path):
+def _count_exports(monkeypatch) -> list[str]:
+    """The file names :func:`export_onnx` writes from now on, in order."""
+    import lightact.export.onnx as onnx_export
+
+    written, export = [], onnx_export.export_onnx
+
+    def counted(module, example, path, **kwargs):
+        written.append(Path(path).name)
+        return export(module, example, path, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", counted)
+    return written
+
+
+def test_cli_smoke_two_tiny_models_two_backends(tmp_path, monkeypatch):
     out = tmp_path / "bench"
+    exported = _count_exports(monkeypatch)
     args = [
         "bench", "star_64", "timm/test_vit", "--shape", "star_64=24x25x9",
         "--backend", "eager", "onnxruntime", "onnxruntime-int8", "--batch", "1", "2",
@@ -257,3 +274,39 @@ def test_cli_smoke_two_tiny_models_two_backends(tmp_path):
     assert [r["model"] for r in rows[:6]] == ["star_64"] * 6  # the order asked for, not the timing order
     assert (out / "bench.md").is_file() and (out / "latency_by_backend.png").is_file()
     assert (out / "onnx" / "star_64.onnx").is_file()
+    # The int8 backend quantizes the file the float backend runs: one export per model.
+    assert exported == ["star_64.onnx", "timm__test_vit.onnx"]
+
+
+def test_a_model_without_a_dynamic_batch_is_exported_once_per_batch_size_for_both_backends(
+    tmp_path, monkeypatch
+):
+    import lightact.export.onnx as onnx_export
+    from lightact.bench.runner import _prepare_model
+    from lightact.models.spec import NotExportable
+
+    exported = _count_exports(monkeypatch)
+    count_and_export = onnx_export.export_onnx
+
+    def no_dynamic_batch(module, example, path, **kwargs):
+        if kwargs.get("input_axes"):
+            raise NotExportable("a reshape fixes the batch size")
+        return count_and_export(module, example, path, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_dynamic_batch)
+    torch.manual_seed(0)
+    linear = nn.Linear(4, 3)
+    bench = BenchModel(
+        "linear", linear, "lightact", "Linear", "skeleton", (4,), "x", lambda b: (torch.randn(b, 4),), linear
+    )
+    rows, jobs = _prepare_model(
+        bench, ["onnxruntime", "onnxruntime-int8"], [1, 3], torch.device("cpu"), 1, tmp_path, print
+    )
+    assert [r.get("status") for r in rows] == [None] * 4, rows
+    assert exported == ["linear_b1.onnx", "linear_b3.onnx"]  # twice, not four times
+    for job in jobs:
+        assert "static-shape export per batch size" in job.runner.note
+        (logits,) = job.fn()[0]
+        assert logits.shape == (job.batch, 3)
+    assert "int8 dynamic quantization" in jobs[-1].runner.note
+    assert all(r["setup_s"] > 0 for r in rows)

@@ -99,30 +99,27 @@ def _compiled(bench: BenchModel, device: torch.device, batches: Sequence[int]) -
     return _Backend(call, setup, memory_first=False)
 
 
-def _onnxruntime(
-    bench: BenchModel,
-    device: torch.device,
-    batches: Sequence[int],
-    threads: int,
-    onnx_dir: Path,
-    quantize: bool = False,
-) -> _Backend:
-    """Export (verified against PyTorch) and open a session; with ``quantize``, of the int8 model
-    ONNX Runtime's dynamic quantization makes of it (its largest difference from PyTorch is in the
-    row's note). A model whose graph cannot take a dynamic batch axis is exported once per batch
-    size with static shapes instead, and the row says so."""
+@dataclass
+class _OnnxExport:
+    """One model's verified ONNX file(s), shared by both ONNX Runtime backends of a run: the int8
+    backend quantizes the file the float one runs instead of exporting the model again (the export
+    is most of either backend's setup)."""
+
+    paths: dict[int, Path]  # batch size -> file (one file for all of them with a dynamic batch axis)
+    note: str
+    seconds: float
+
+
+def _export_for_onnxruntime(bench: BenchModel, batches: Sequence[int], onnx_dir: Path) -> _OnnxExport:
+    """Export (verified against PyTorch). A model whose graph cannot take a dynamic batch axis is
+    exported once per batch size with static shapes instead, and the rows say so."""
     from lightact.export.onnx import export_onnx
-    from lightact.export.quantize import int8_path, quantize_int8
-    from lightact.export.session import ort_session
     from lightact.models.spec import NotExportable
 
     if bench.onnx_module is None:
         raise RuntimeError(f"no ONNX export: {bench.not_onnx or 'the model declares none'}")
     module = bench.onnx_module.cpu()
     names = bench.onnx_names
-    inputs = {b: bench.inputs(b) for b in batches}
-    calls = {b: bench.onnx_calls(inputs[b]) for b in batches}
-    example = calls[min(batches)][0]
     verify = []
     if bench.onnx_alternate is not None:
         verify.append(bench.onnx_alternate())
@@ -130,36 +127,56 @@ def _onnxruntime(
         verify.append(bench.onnx_calls(bench.inputs(2))[0])
     stem = bench.name.replace("/", "__")
     start = time.perf_counter()
-    note = ""
-
-    def open_session(path: Path):
-        if quantize:
-            path = quantize_int8(path, int8_path(path))
-        return ort_session(path, threads=threads, device=device.type)
-
     try:
         path = onnx_dir / f"{stem}.onnx"
+        example = bench.onnx_calls(bench.inputs(min(batches)))[0]
         export_onnx(
             module, example, path, input_axes=bench.onnx_axes, input_names=names, verify_inputs=verify
         )
-        sessions = dict.fromkeys(batches, open_session(path))
+        return _OnnxExport(dict.fromkeys(batches, path), "", time.perf_counter() - start)
     except NotExportable as err:
         if bench.onnx_axes != {names[0]: {0: "batch"}}:
             raise
         note = f"static-shape export per batch size (dynamic batch failed: {err})"
-        sessions = {}
-        for b in batches:
-            x = calls[b][0]
-            path = onnx_dir / f"{stem}_b{b}.onnx"
-            export_onnx(
-                module, x, path, input_names=names, verify_inputs=[tuple(torch.randn_like(t) for t in x)]
-            )
-            sessions[b] = open_session(path)
-    setup = time.perf_counter() - start
+    paths = {}
+    for b in batches:
+        x = bench.onnx_calls(bench.inputs(b))[0]
+        paths[b] = onnx_dir / f"{stem}_b{b}.onnx"
+        export_onnx(
+            module, x, paths[b], input_names=names, verify_inputs=[tuple(torch.randn_like(t) for t in x)]
+        )
+    return _OnnxExport(paths, note, time.perf_counter() - start)
+
+
+def _onnxruntime(
+    bench: BenchModel,
+    device: torch.device,
+    batches: Sequence[int],
+    threads: int,
+    exported: _OnnxExport,
+    quantize: bool = False,
+) -> _Backend:
+    """An ONNX Runtime session on the export; with ``quantize``, on the int8 model ONNX Runtime's
+    dynamic quantization makes of it (its largest difference from PyTorch is in the row's note).
+    The setup time counts the export, as if this backend had been the only one."""
+    from lightact.export.quantize import int8_path, quantize_int8
+    from lightact.export.session import ort_session
+
+    start = time.perf_counter()
+    opened = {}
+    for path in dict.fromkeys(exported.paths.values()):
+        model_path = quantize_int8(path, int8_path(path)) if quantize else path
+        opened[path] = ort_session(model_path, threads=threads, device=device.type)
+    sessions = {b: opened[exported.paths[b]] for b in batches}
+    setup = exported.seconds + time.perf_counter() - start
+    names = bench.onnx_names
+    calls = {b: bench.onnx_calls(bench.inputs(b)) for b in batches}
     feeds = {
         b: [dict(zip(names, (t.numpy() for t in call), strict=True)) for call in calls[b]] for b in batches
     }
+    note = exported.note
     if quantize:
+        module = bench.onnx_module.cpu()
         with torch.no_grad():
             expected = torch.cat([module(*call) for call in calls[max(batches)]]).numpy()
         got = np.concatenate([sessions[max(batches)].run(None, f)[0] for f in feeds[max(batches)]])
@@ -254,6 +271,7 @@ def _prepare_model(
         flops = None
     rows: list[dict] = []
     jobs: list[_Job] = []
+    exported: _OnnxExport | Exception | None = None  # made by the first ONNX Runtime backend
     for backend in backends:
         start = time.perf_counter()
         base = {**_base_row(bench, params, flops, device, threads), "backend": backend}
@@ -263,8 +281,15 @@ def _prepare_model(
             elif backend == "compile":
                 runner = _compiled(bench, device, batches)
             else:
+                if exported is None:
+                    try:
+                        exported = _export_for_onnxruntime(bench, batches, onnx_dir)
+                    except Exception as err:  # the other ONNX Runtime backend fails the same way
+                        exported = err
+                if isinstance(exported, Exception):
+                    raise exported
                 quantize = backend == "onnxruntime-int8"
-                runner = _onnxruntime(bench, device, batches, threads, onnx_dir, quantize)
+                runner = _onnxruntime(bench, device, batches, threads, exported, quantize)
         except Exception as err:
             reason = _first_line(err)
             log(f"  {backend} failed: {reason}")
