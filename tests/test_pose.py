@@ -11,7 +11,9 @@ from __future__ import annotations
 import filecmp
 import shutil
 import sys
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -160,6 +162,108 @@ def testdrop_short_runs():
     present = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], bool)
     assert drop_short_runs(present, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
     assert drop_short_runs(present, 1).tolist() == present.tolist()
+
+
+class _FakePose:
+    """A stand-in for a MediaPipe Pose graph: it "finds" the leftmost bright square of an image, and
+    like a tracking graph its answer also depends on what it saw before (the visibility counts its
+    calls), so a slot that saw other frames, or the same frames in another order, answers otherwise.
+    ``wait_for_overlap``: the second graph's first call waits until the first graph has started on
+    the next frame (at most 5 s) and records whether it did."""
+
+    created: list[_FakePose] = []
+    wait_for_overlap = False
+
+    def __init__(self, **options: object) -> None:
+        self.calls, self.overlapped = 0, None
+        self.started = threading.Event()
+        _FakePose.created.append(self)
+
+    def process(self, image: np.ndarray):
+        self.calls += 1
+        first = _FakePose.created[0]
+        if self is first and self.calls == 2:
+            self.started.set()
+        if _FakePose.wait_for_overlap and self is _FakePose.created[1] and self.overlapped is None:
+            self.overlapped = first.started.wait(timeout=5)
+        bright = (image > 200).all(axis=2)
+        columns = np.flatnonzero(bright.any(axis=0))
+        if not len(columns):
+            return SimpleNamespace(pose_landmarks=None, pose_world_landmarks=None)
+        gaps = np.flatnonzero(np.diff(columns) > 1)
+        last = columns[gaps[0]] if len(gaps) else columns[-1]  # the leftmost square's right edge
+        rows = np.flatnonzero(bright[:, columns[0] : last + 1].any(axis=1))
+        height, width = image.shape[:2]
+        x = np.linspace(columns[0], last, 33) / width
+        y = np.linspace(rows[0], rows[-1], 33) / height
+        visibility = 0.05 + (self.calls % 10) / 10
+        points = [SimpleNamespace(x=a, y=b, z=0.0, visibility=visibility) for a, b in zip(x, y, strict=True)]
+        return SimpleNamespace(
+            pose_landmarks=SimpleNamespace(landmark=points),
+            pose_world_landmarks=SimpleNamespace(landmark=points),
+        )
+
+    def reset(self) -> None:
+        self.calls = 0
+
+    def close(self) -> None:
+        pass
+
+
+def square_frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Dark frames with 0-4 white squares ("people") at random places, a new draw every few frames."""
+    rng = np.random.default_rng(seed)
+    frames, squares = [], []
+    for t in range(n):
+        if t % 4 == 0:
+            squares = [(rng.integers(0, 140), rng.integers(0, 90)) for _ in range(rng.integers(0, 5))]
+        frame = np.full((120, 160, 3), 30, np.uint8)
+        for x, y in squares:
+            frame[y : y + 24, x : x + 16] = 255
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture
+def fake_pose(monkeypatch):
+    from lightact.data.skeleton.pose import extractor
+
+    monkeypatch.setattr(extractor, "import_mediapipe", lambda: (None, SimpleNamespace(Pose=_FakePose)))
+    monkeypatch.setattr(_FakePose, "created", [])
+    return extractor.PoseExtractor
+
+
+@pytest.mark.parametrize("max_persons, second_search_every", [(2, 1), (2, 3), (3, 1), (4, 2)])
+def test_person_slots_in_threads_give_the_sequential_poses(fake_pose, max_persons, second_search_every):
+    frames = square_frames(60)
+    results = {}
+    for parallel in (False, True):
+        with fake_pose(max_persons=max_persons, second_search_every=second_search_every, min_run=1) as ex:
+            results[parallel] = ex.process_frames(iter(frames), parallel_slots=parallel)
+    sequential, threaded = results[False], results[True]
+    assert sequential.persons_per_frame.max() == max_persons  # every slot found somebody somewhere
+    assert (sequential.persons_per_frame == 0).any()  # and some frames had nobody
+    for key in ("keypoint", "keypoint_score", "keypoint_3d"):
+        np.testing.assert_array_equal(getattr(threaded, key), getattr(sequential, key), err_msg=key)
+
+
+def test_the_second_slot_works_while_the_first_is_on_the_next_frame(fake_pose, monkeypatch):
+    monkeypatch.setattr(_FakePose, "wait_for_overlap", True)
+    with fake_pose(max_persons=2, min_run=1) as ex:
+        ex.process_frames(iter(square_frames(8)), parallel_slots=True)
+    assert _FakePose.created[1].overlapped is True
+
+
+def test_an_error_in_the_frames_stops_the_slot_threads(fake_pose):
+    def frames():
+        yield from square_frames(6)
+        yield np.zeros((4, 4), np.uint8)
+
+    before = {t.name for t in threading.enumerate()}
+    with fake_pose(max_persons=3) as ex, pytest.raises(ValueError, match="frame 6: expected an RGB"):
+        ex.process_frames(frames(), parallel_slots=True)
+    left = {t.name for t in threading.enumerate()} - before
+    assert not [name for name in left if name.startswith("lightact-pose-slot")]
 
 
 def test_collect_videos_from_folder_and_list(tmp_path):
@@ -379,3 +483,15 @@ def test_run_pose_resumes(real_run, tmp_path):
     for name in (ARM, EYE):
         assert parts[name].stat().st_mtime_ns == mtimes[name]
     assert filecmp.cmp(out, first, shallow=False), "the recomputed output differs from the first run's"
+
+
+@needs_mediapipe
+@needs_videos
+def test_pose_with_slots_in_threads_equals_pose_without_on_a_two_person_clip():
+    video = VIDEO_DIR / HUG
+    sequential = extract_pose(video, pose_fps=10.0, overlap=False)
+    threaded = extract_pose(video, pose_fps=10.0, overlap=True)
+    second = (sequential["keypoint_score"][1] > 0).any(axis=1).mean()
+    assert second >= MIN_HUG_SECOND_SHARE, f"a second person in only {second:.1%} of the posed frames"
+    for key in ("keypoint", "keypoint_score", "keypoint_3d", "frame_times"):
+        np.testing.assert_array_equal(threaded[key], sequential[key], err_msg=key)

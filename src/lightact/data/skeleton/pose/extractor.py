@@ -2,8 +2,9 @@
 
 MediaPipe's (legacy) Pose solution finds ONE person per image. To find up to ``max_persons`` people,
 :class:`PoseExtractor` keeps one Pose instance per person *slot*, each in video (tracking) mode, and
-runs them one after another on every frame: slot ``k`` sees the frame with the people found by slots
-``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``, filled
+runs them one after another on every frame (or each in its own thread, a frame behind the one
+before it: ``process_frames(parallel_slots=True)``): slot ``k`` sees the frame with the people
+found by slots ``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``, filled
 with the frame's mean colour), so it must find somebody else. A slot that finds nobody ends the frame:
 later slots would see the same picture. Slots are only detectors; which *output* person a detection
 belongs to is decided by a small tracker that matches detections to the previous frames' people by
@@ -26,8 +27,10 @@ A slot with no person in a frame is all zeros there, with score 0.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,28 @@ from lightact.data.video.reader import TimedFrame, iter_timed_frames, prefetch, 
 
 LAYOUT = "mediapipe33"
 NUM_LANDMARKS = 33
+# Frames a slot pipeline holds at once: enough for every slot to have work, few enough that the
+# decoder's frames are not all held here.
+_PIPELINE_DEPTH = 4
+
+# One person found in a frame: xy normalised [33, 2], visibility [33], world xyz [33, 3] in
+# MediaPipe axes, box in frame pixels [4].
+_Person = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
+class _FramePass:
+    """One frame on its way through the person slots (:meth:`PoseExtractor._slot_pass`)."""
+
+    rgb: np.ndarray
+    image: np.ndarray | None = None  # what the next slot sees: the people found so far painted over
+    found: list[_Person] = field(default_factory=list)
+    done: bool = False  # a slot found nobody new: later slots do not run on this frame
+    fill: np.ndarray | None = None  # the frame's mean colour, once a slot after the first needs it
+
+    def __post_init__(self) -> None:
+        if self.image is None:
+            self.image = self.rgb
 
 
 @dataclass
@@ -189,50 +214,89 @@ class PoseExtractor:
         self._fresh = False
         self._idle = [0] * self.max_persons
 
-    def _detect(self, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Up to ``max_persons`` people in one RGB frame: (xy normalised [33, 2], visibility [33],
-        world xyz [33, 3] in MediaPipe axes, box in frame pixels [4])."""
-        height, width = frame.shape[:2]
-        found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        image = frame
-        fill: np.ndarray | None = None
-        for k, pose in enumerate(self._slots):
-            if k > 0:
-                if self._idle[k] > 0:
-                    self._idle[k] -= 1
-                    break
-                if fill is None:
-                    fill = frame.reshape(-1, 3).mean(axis=0).astype(np.uint8)
-                    image = frame.copy()
-                x0, y0, x1, y1 = found[-1][3]
-                mx, my = self.mask_margin * (x1 - x0), self.mask_margin * (y1 - y0)
-                image[
-                    max(0, int(y0 - my)) : min(height, int(np.ceil(y1 + my))),
-                    max(0, int(x0 - mx)) : min(width, int(np.ceil(x1 + mx))),
-                ] = fill
-            result = pose.process(image)
-            if result.pose_landmarks is None or result.pose_world_landmarks is None:
-                self._idle[k] = self.second_search_every - 1 if k > 0 else 0
-                break
-            lms = np.array(
-                [(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float64
-            )
-            world = np.array(
-                [(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float64
-            )
-            xy, vis = lms[:, :2], lms[:, 2]
-            box = landmark_box(xy * (width, height), width, height)
-            # A degenerate (fully off-frame) pose, or the same person again (a slot tracking into a
-            # masked area): nobody new.
-            if (
-                (box[2] - box[0]) < 2
-                or (box[3] - box[1]) < 2
-                or any(box_iou(box, f[3]) > 0.5 or contained(box, f[3]) > 0.8 for f in found)
-            ):
-                self._idle[k] = self.second_search_every - 1 if k > 0 else 0
-                break
-            found.append((xy, vis, world, box))
-        return found
+    def _slot_pass(self, k: int, frame: _FramePass) -> _FramePass:
+        """Slot ``k`` on one frame, after slots ``0 .. k-1``: adds the person it finds to
+        ``frame.found``, or marks the frame done (nobody new: later slots would see the same
+        picture). Only slot ``k``'s own state (its graph, its idle count) changes, so different
+        slots can work on different frames at once (:meth:`_pipelined`)."""
+        if frame.done:
+            return frame
+        height, width = frame.rgb.shape[:2]
+        if k > 0:
+            if self._idle[k] > 0:
+                self._idle[k] -= 1
+                frame.done = True
+                return frame
+            if frame.fill is None:
+                frame.fill = frame.rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+                frame.image = frame.rgb.copy()
+            x0, y0, x1, y1 = frame.found[-1][3]
+            mx, my = self.mask_margin * (x1 - x0), self.mask_margin * (y1 - y0)
+            frame.image[
+                max(0, int(y0 - my)) : min(height, int(np.ceil(y1 + my))),
+                max(0, int(x0 - mx)) : min(width, int(np.ceil(x1 + mx))),
+            ] = frame.fill
+        result = self._slots[k].process(frame.image)
+        if result.pose_landmarks is None or result.pose_world_landmarks is None:
+            return self._nobody_new(k, frame)
+        lms = np.array([(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float64)
+        world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float64)
+        xy, vis = lms[:, :2], lms[:, 2]
+        box = landmark_box(xy * (width, height), width, height)
+        # A degenerate (fully off-frame) pose, or the same person again (a slot tracking into a
+        # masked area): nobody new.
+        if (
+            (box[2] - box[0]) < 2
+            or (box[3] - box[1]) < 2
+            or any(box_iou(box, f[3]) > 0.5 or contained(box, f[3]) > 0.8 for f in frame.found)
+        ):
+            return self._nobody_new(k, frame)
+        frame.found.append((xy, vis, world, box))
+        return frame
+
+    def _nobody_new(self, k: int, frame: _FramePass) -> _FramePass:
+        self._idle[k] = self.second_search_every - 1 if k > 0 else 0
+        frame.done = True
+        return frame
+
+    def _detect(self, frame: np.ndarray) -> list[_Person]:
+        """Up to ``max_persons`` people in one RGB frame, the slots one after another."""
+        state = _FramePass(frame)
+        for k in range(len(self._slots)):
+            state = self._slot_pass(k, state)
+        return state.found
+
+    def _pipelined(self, frames: Iterable[np.ndarray]) -> Iterator[list[_Person]]:
+        """:meth:`_detect` of every frame, in order, with each slot in its own thread: slot ``k``
+        works on a frame while slot ``k-1`` works on the next one (MediaPipe releases the GIL, so
+        two slots use two cores). Each slot still sees the same frames in the same order with the
+        same people painted over, so the results equal :meth:`_detect`'s."""
+        workers = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"lightact-pose-slot{k}")
+            for k in range(len(self._slots))
+        ]
+        in_flight: deque[Future] = deque()
+
+        def after(k: int, previous: Future) -> _FramePass:
+            return self._slot_pass(k, previous.result())
+
+        try:
+            for frame in frames:
+                future = workers[0].submit(self._slot_pass, 0, _FramePass(frame))
+                for k in range(1, len(workers)):
+                    future = workers[k].submit(after, k, future)
+                in_flight.append(future)
+                if len(in_flight) > _PIPELINE_DEPTH:
+                    yield in_flight.popleft().result().found
+            while in_flight:
+                yield in_flight.popleft().result().found
+        finally:
+            # Queued frames are dropped; a slot waiting on a dropped frame's earlier slot gets its
+            # cancellation and ends, so joining cannot hang.
+            for worker in workers:
+                worker.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.shutdown(wait=True)
 
     def warm_up(self, height: int = 360, width: int = 640) -> None:
         """Run every slot's graph once on a blank frame, so that the first real frame does not pay
@@ -259,7 +323,11 @@ class PoseExtractor:
             raise ValueError(
                 f"frame {index}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
             )
-        people = self._detect(np.ascontiguousarray(frame))
+        return self._assign(index, self._detect(np.ascontiguousarray(frame)))
+
+    def _assign(
+        self, index: int, people: list[_Person]
+    ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         slots = self._tracker.assign(index, [p[3] for p in people])
         return [(slot, xy, vis, world) for (xy, vis, world, _), slot in zip(people, slots, strict=True)]
 
@@ -268,12 +336,16 @@ class PoseExtractor:
         frames: Iterable[np.ndarray | TimedFrame],
         original_shape: tuple[int, int] | None = None,
         on_frame: Callable[[int], None] | None = None,
+        *,
+        parallel_slots: bool = False,
     ) -> PoseResult:
         """Pose of a sequence of RGB uint8 frames (already at processing size), or of
         :class:`~lightact.data.video.reader.TimedFrame` s (their times kept in the result).
 
         ``original_shape`` (h, w) is the size the keypoints are given in (default: the frames' own);
         ``on_frame(n)`` is called with the number of frames done so far, every 16 frames and at the end.
+        ``parallel_slots`` runs each person slot in its own thread, a frame behind the slot before it
+        (the same result, sooner on a machine with a core to spare).
         """
         self.start()
         m = self.max_persons
@@ -281,23 +353,30 @@ class PoseExtractor:
         score: list[np.ndarray] = []
         kp3d: list[np.ndarray] = []
         times: list[float] = []
-        img_shape: tuple[int, int] | None = None
+        shapes: list[tuple[int, int]] = []  # (h, w) of the first frame, once it has come
+
+        def checked() -> Iterator[np.ndarray]:
+            for t, item in enumerate(frames):
+                frame = item.rgb if isinstance(item, TimedFrame) else item
+                if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                    raise ValueError(
+                        f"frame {t}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
+                    )
+                if isinstance(item, TimedFrame):
+                    times.append(item.time)
+                if not shapes:
+                    shapes.append((int(frame.shape[0]), int(frame.shape[1])))
+                yield np.ascontiguousarray(frame)
+
         start = time.perf_counter()
-        for t, item in enumerate(frames):
-            frame = item.rgb if isinstance(item, TimedFrame) else item
-            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise ValueError(
-                    f"frame {t}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
-                )
-            if isinstance(item, TimedFrame):
-                times.append(item.time)
-            if img_shape is None:
-                img_shape = (int(frame.shape[0]), int(frame.shape[1]))
-                oh, ow = original_shape or img_shape
+        pipelined = parallel_slots and len(self._slots) > 1
+        people_per_frame = self._pipelined(checked()) if pipelined else map(self._detect, checked())
+        for t, people in enumerate(people_per_frame):
+            oh, ow = original_shape or shapes[0]
             f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
             f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
             f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
-            for slot, xy, vis, world in self.track(frame, t):
+            for slot, xy, vis, world in self._assign(t, people):
                 f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
                 f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
                 # A visible landmark never has score exactly 0, which marks "no person" here.
@@ -308,8 +387,10 @@ class PoseExtractor:
             kp3d.append(f_3d)
             if on_frame is not None and (t + 1) % 16 == 0:
                 on_frame(t + 1)
-        if img_shape is None:
+        if not shapes:
             raise ValueError("no frames to process")
+        img_shape = shapes[0]
+        oh, ow = original_shape or img_shape
         if on_frame is not None:
             on_frame(len(kp))
         seconds = time.perf_counter() - start
@@ -352,7 +433,10 @@ class PoseExtractor:
 
         ``pose_fps`` estimates poses at that rate only (frames due by their timestamps; the result's
         ``times`` say when each was), ``None`` on every frame. With ``overlap`` a decoding thread
-        runs ahead of pose estimation (a bounded queue of frames), using a second core.
+        runs ahead of pose estimation (a bounded queue of frames), and each person slot runs in its
+        own thread a frame behind the one before it (``process_frames(parallel_slots=True)``): a
+        second core works on the second person while the first is found in the next frame. The
+        poses are the same either way.
 
         Raises :class:`~lightact.data.video.VideoDecodeError` for a file that cannot be decoded.
         """
@@ -361,7 +445,10 @@ class PoseExtractor:
         start = time.perf_counter()
         frames = iter_timed_frames(video, max_side=self.max_side, fps=pose_fps)
         result = self.process_frames(
-            prefetch(frames) if overlap else frames, (info.height, info.width), on_frame=on_frame
+            prefetch(frames) if overlap else frames,
+            (info.height, info.width),
+            on_frame=on_frame,
+            parallel_slots=overlap,
         )
         if pose_fps is None and info.fps > 0:
             # Every decoded frame was posed: a variable-rate stream (or dropped frames) leaves
@@ -413,7 +500,8 @@ def extract_pose(
     ``img_shape`` (h, w of the processed frames), ``original_shape``, ``fps``, ``layout``; with a
     ``pose_fps`` below the video's, ``frame_times`` (seconds of each row; resample with
     :func:`lightact.data.skeleton.resample.resample_poses`). ``overlap`` decodes in a thread
-    ahead of pose estimation. ``kwargs`` go to :class:`PoseExtractor`.
+    ahead of pose estimation and runs the person slots in threads of their own
+    (:meth:`PoseExtractor.process_video`). ``kwargs`` go to :class:`PoseExtractor`.
     """
     video = Path(video)
     with PoseExtractor(max_persons=max_persons, max_side=max_side, **kwargs) as extractor:
