@@ -266,6 +266,27 @@ def test_an_error_in_the_frames_stops_the_slot_threads(fake_pose):
     assert not [name for name in left if name.startswith("lightact-pose-slot")]
 
 
+@pytest.mark.parametrize("workers, threaded", [(None, True), (1, False)])
+def test_run_pose_on_one_video_uses_the_spare_cores_unless_told_one_worker(
+    fake_pose, monkeypatch, tmp_path, workers, threaded
+):
+    from lightact.data.skeleton.pose import runner
+
+    monkeypatch.setattr(runner, "mediapipe_available", lambda: True)
+    monkeypatch.setattr(runner, "available_cores", lambda: 2)
+    asked = []
+    process_frames = fake_pose.process_frames
+
+    def recording(self, *args, parallel_slots=False, **kwargs):
+        asked.append(parallel_slots)
+        return process_frames(self, *args, parallel_slots=parallel_slots, **kwargs)
+
+    monkeypatch.setattr(fake_pose, "process_frames", recording)
+    video = write_video(tmp_path / "squares.avi", square_frames(12))
+    stats = run_pose([video], tmp_path / "out.pkl", workers=workers, progress=False)
+    assert (stats["computed"], stats["failed"], asked) == (1, [], [threaded])
+
+
 def test_collect_videos_from_folder_and_list(tmp_path):
     (tmp_path / "clips" / "sub").mkdir(parents=True)
     for name in ("clips/b.mp4", "clips/sub/a.avi", "clips/notes.txt"):

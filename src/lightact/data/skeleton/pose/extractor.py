@@ -2,16 +2,16 @@
 
 MediaPipe's (legacy) Pose solution finds ONE person per image. To find up to ``max_persons`` people,
 :class:`PoseExtractor` keeps one Pose instance per person *slot*, each in video (tracking) mode, and
-runs them one after another on every frame (or each in its own thread, a frame behind the one
-before it: ``process_frames(parallel_slots=True)``): slot ``k`` sees the frame with the people
-found by slots ``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``, filled
-with the frame's mean colour), so it must find somebody else. A slot that finds nobody ends the frame:
-later slots would see the same picture. Slots are only detectors; which *output* person a detection
-belongs to is decided by a small tracker that matches detections to the previous frames' people by
-bounding-box overlap and centroid distance (exact assignment, at most 4 x 4), and lets a person that
-was lost for a while be re-acquired. Afterwards, appearances shorter than ``min_run`` frames (mostly
-leftovers of a masked person) are removed, and the people are ordered by the number of frames they
-were seen in. ``docs/pose.md`` has measurements and the known failure cases.
+runs them one after another on every frame (or each in its own thread, a frame behind the one before
+it: ``process_frames(parallel_slots=True)``): slot ``k`` sees the frame with the people found by
+slots ``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``,
+filled with the frame's mean colour), so it must find somebody else. A slot that finds nobody ends
+the frame: later slots would see the same picture. Slots are only detectors; which *output* person a
+detection belongs to is decided by a small tracker that matches detections to the previous frames'
+people by bounding-box overlap and centroid distance (exact assignment, at most 4 x 4), and lets a
+person that was lost for a while be re-acquired. Afterwards, appearances shorter than ``min_run``
+frames (mostly leftovers of a masked person) are removed, and the people are ordered by the number
+of frames they were seen in. ``docs/pose.md`` has measurements and the known failure cases.
 
 Outputs per video (``M = max_persons`` always, ``T`` = decoded frames, 33 MediaPipe landmarks):
 

@@ -80,12 +80,17 @@ def _worker_init(max_persons: int, max_side: int | None, queue: Any) -> None:
 
 
 def _process_one(
-    extractor: PoseExtractor, video: Path, part: Path, on_frame: Callable[[int], None] | None
+    extractor: PoseExtractor,
+    video: Path,
+    part: Path,
+    on_frame: Callable[[int], None] | None,
+    overlap: bool = False,
 ) -> dict[str, Any]:
-    """Compute and store one video; a summary dict, with ``error`` set instead when it failed."""
+    """Compute and store one video; a summary dict, with ``error`` set instead when it failed.
+    ``overlap``: decoding and the person slots in threads of their own (the same poses)."""
     try:
         info = video_info(video)
-        result = extractor.process_video(video, on_frame=on_frame)
+        result = extractor.process_video(video, on_frame=on_frame, overlap=overlap)
         write_part(part, result, video, info.fps, extractor.max_persons, extractor.max_side)
         return {
             "frames": result.total_frames,
@@ -169,11 +174,13 @@ class _PoseRun:
             self.summaries[i] = summary
             self.show(i, summary["frames"])
 
-    def run_here(self, max_persons: int, max_side: int | None) -> None:
-        """Every video in this process, one after another."""
+    def run_here(self, max_persons: int, max_side: int | None, overlap: bool) -> None:
+        """Every video in this process, one after another; ``overlap``: each with decoding and the
+        person slots in threads (the other cores are free)."""
         with PoseExtractor(max_persons=max_persons, max_side=max_side) as extractor:
             for i, (video, part) in self.jobs.items():
-                self.finish(i, _process_one(extractor, video, part, lambda n, i=i: self.show(i, n)))
+                summary = _process_one(extractor, video, part, lambda n, i=i: self.show(i, n), overlap)
+                self.finish(i, summary)
 
     def run_in_pool(self, workers: int, max_persons: int, max_side: int | None) -> None:
         """The videos spread over ``workers`` processes, each with its own extractor."""
@@ -230,7 +237,8 @@ def run_pose(
     ``<out>.parts/<safe-stem>-<hash>.npz``; a rerun skips videos whose part exists and matches (same
     file size and mtime, ``max_persons``, ``max_side``). A video that cannot be decoded is reported in
     ``stats['failed']`` and left out; it never stops the others. ``workers``: processes (default: the
-    usable cores); one worker runs in this process.
+    usable cores); one worker runs in this process, and when that is because only one video is
+    left, with decoding and the person slots in threads (``PoseExtractor.process_video(overlap=True)``).
 
     Writes ``out`` ({``split``: {``all``: ids}, ``annotations``, [``classes``]}, via ``save_pickle``) and
     returns stats: ``videos``, ``computed``, ``resumed``, ``failed`` (list of {video, error}),
@@ -298,7 +306,9 @@ def _run_pose(
     with progress_bar(progress, "frames") as bar:
         run = _PoseRun(bar, len(videos), {i: (videos[i][0], parts[i]) for i in todo}, estimates)
         if todo and n_workers == 1:
-            run.run_here(max_persons, max_side)
+            # One process because one video is left, not because one was asked for: the spare
+            # cores decode and find the second person.
+            run.run_here(max_persons, max_side, overlap=workers is None and available_cores() > 1)
         elif todo:
             run.run_in_pool(n_workers, max_persons, max_side)
     summaries, failed = run.summaries, run.failed
