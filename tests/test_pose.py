@@ -173,6 +173,7 @@ class _FakePose:
 
     created: list[_FakePose] = []
     wait_for_overlap = False
+    fail_at: tuple[int, int] | None = None  # (graph, call): that call raises
 
     def __init__(self, **options: object) -> None:
         self.calls, self.overlapped = 0, None
@@ -181,6 +182,8 @@ class _FakePose:
 
     def process(self, image: np.ndarray):
         self.calls += 1
+        if _FakePose.fail_at == (_FakePose.created.index(self), self.calls):
+            raise RuntimeError("graph failed")
         first = _FakePose.created[0]
         if self is first and self.calls == 2:
             self.started.set()
@@ -254,14 +257,22 @@ def test_the_second_slot_works_while_the_first_is_on_the_next_frame(fake_pose, m
     assert _FakePose.created[1].overlapped is True
 
 
-def test_an_error_in_the_frames_stops_the_slot_threads(fake_pose):
+@pytest.mark.parametrize("where", ["frames", "second slot", "consumer"])
+def test_an_error_anywhere_stops_the_slot_threads(fake_pose, monkeypatch, where):
     def frames():
-        yield from square_frames(6)
+        yield from square_frames(40)  # on_frame is called after 16 and 32
         yield np.zeros((4, 4), np.uint8)
 
+    def on_frame(done: int) -> None:
+        if where == "consumer":
+            raise KeyboardInterrupt
+
+    if where == "second slot":
+        monkeypatch.setattr(_FakePose, "fail_at", (1, 3))
+    expected = {"frames": ValueError, "second slot": RuntimeError, "consumer": KeyboardInterrupt}[where]
     before = {t.name for t in threading.enumerate()}
-    with fake_pose(max_persons=3) as ex, pytest.raises(ValueError, match="frame 6: expected an RGB"):
-        ex.process_frames(frames(), parallel_slots=True)
+    with fake_pose(max_persons=3) as ex, pytest.raises(expected):
+        ex.process_frames(frames(), on_frame=on_frame, parallel_slots=True)
     left = {t.name for t in threading.enumerate()} - before
     assert not [name for name in left if name.startswith("lightact-pose-slot")]
 

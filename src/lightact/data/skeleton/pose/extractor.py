@@ -26,6 +26,7 @@ A slot with no person in a frame is all zeros there, with score 0.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -370,23 +371,24 @@ class PoseExtractor:
 
         start = time.perf_counter()
         pipelined = parallel_slots and len(self._slots) > 1
-        people_per_frame = self._pipelined(checked()) if pipelined else map(self._detect, checked())
-        for t, people in enumerate(people_per_frame):
-            oh, ow = original_shape or shapes[0]
-            f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
-            f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
-            f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
-            for slot, xy, vis, world in self._assign(t, people):
-                f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
-                f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
-                # A visible landmark never has score exactly 0, which marks "no person" here.
-                f_score[slot] = np.clip(vis, 1e-6, 1.0)
-                f_3d[slot] = world * (1.0, -1.0, 1.0)  # MediaPipe (x right, y down, z away) -> y up
-            kp.append(f_kp)
-            score.append(f_score)
-            kp3d.append(f_3d)
-            if on_frame is not None and (t + 1) % 16 == 0:
-                on_frame(t + 1)
+        detections = self._pipelined(checked()) if pipelined else (self._detect(f) for f in checked())
+        with contextlib.closing(detections):  # an error here stops the slot threads at once
+            for t, people in enumerate(detections):
+                oh, ow = original_shape or shapes[0]
+                f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
+                f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
+                f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
+                for slot, xy, vis, world in self._assign(t, people):
+                    f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
+                    f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
+                    # A visible landmark never has score exactly 0, which marks "no person" here.
+                    f_score[slot] = np.clip(vis, 1e-6, 1.0)
+                    f_3d[slot] = world * (1.0, -1.0, 1.0)  # MediaPipe (x right, y down, z away) -> y up
+                kp.append(f_kp)
+                score.append(f_score)
+                kp3d.append(f_3d)
+                if on_frame is not None and (t + 1) % 16 == 0:
+                    on_frame(t + 1)
         if not shapes:
             raise ValueError("no frames to process")
         img_shape = shapes[0]
