@@ -100,3 +100,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fresh-environment README test (5 minutes, one file) first: with two workers the other one
     runs the rest meanwhile, instead of both waiting for it at the end."""
     items.sort(key=lambda item: item.path.name != "test_readme_commands.py")
+
+
+@pytest.fixture
+def fake_pose(monkeypatch):
+    """PoseExtractor on fake graphs (tests/fake_pose_graphs.py) instead of MediaPipe's."""
+    from fake_pose_graphs import use_fake_graphs
+
+    return use_fake_graphs(monkeypatch)

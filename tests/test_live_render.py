@@ -29,7 +29,11 @@ from lightact.inference.results import ClassScore, Prediction, WindowPrediction
 VIDEO_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
-def write_video(path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (96, 64)) -> Path:
+def write_video(
+    path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (96, 64), square: bool = False
+) -> Path:
+    """Flat frames whose grey level changes; ``square``: with a white square (a fake graph's
+    person, tests/fake_pose_graphs.py)."""
     import av
 
     with av.open(str(path), "w") as container:
@@ -38,6 +42,8 @@ def write_video(path: Path, seconds: float, fps: int = 25, size: tuple[int, int]
         stream.pix_fmt = "yuv420p"
         for i in range(int(seconds * fps)):
             rgb = np.full((size[1], size[0], 3), 40 + (i * 3) % 150, np.uint8)
+            if square:
+                rgb[10:34, 10:26] = 255
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -229,6 +235,22 @@ def test_live_drops_frames_rather_than_falling_behind(one_person_model, tmp_path
     assert summary["frames_dropped"] >= 8
     assert summary["frames_processed"] + summary["frames_dropped"] == summary["frames_due"] == 20
     assert summary["seconds"] < 3.5
+
+
+def test_live_finds_the_second_person_while_the_first_slot_takes_the_next_frame(
+    one_person_model, tmp_path, fake_pose, monkeypatch
+):
+    from fake_pose_graphs import FakePoseGraph
+
+    monkeypatch.setattr(FakePoseGraph, "wait_for_overlap", True)
+    video = write_video(tmp_path / "cam.mp4", 2.0, square=True)
+    rec = Recognizer.from_checkpoint(one_person_model)
+    summary = run_live(rec, str(video), extractor=fake_pose(max_persons=2, min_run=1), echo=lambda _: None)
+    # The second graph's first call waited for the first graph's second: with the slots one after
+    # another per frame that would have taken its 5 s timeout and found no overlap.
+    assert FakePoseGraph.created[1].overlapped is True
+    assert summary["frames_processed"] + summary["frames_dropped"] == summary["frames_due"] == 20
+    assert summary["frames_processed"] >= 15
 
 
 def test_live_sources_that_cannot_be_opened(one_person_model, tmp_path):

@@ -13,12 +13,13 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 av = pytest.importorskip("av")
+
+from fake_pose_graphs import FakePoseGraph, square_frames  # noqa: E402
 
 from lightact.data.skeleton.pickle_io import safe_load_pickle  # noqa: E402
 from lightact.data.skeleton.pose import (  # noqa: E402
@@ -164,78 +165,6 @@ def testdrop_short_runs():
     assert drop_short_runs(present, 1).tolist() == present.tolist()
 
 
-class _FakePose:
-    """A stand-in for a MediaPipe Pose graph: it "finds" the leftmost bright square of an image, and
-    like a tracking graph its answer also depends on what it saw before (the visibility counts its
-    calls), so a slot that saw other frames, or the same frames in another order, answers otherwise.
-    ``wait_for_overlap``: the second graph's first call waits until the first graph has started on
-    the next frame (at most 5 s) and records whether it did."""
-
-    created: list[_FakePose] = []
-    wait_for_overlap = False
-    fail_at: tuple[int, int] | None = None  # (graph, call): that call raises
-
-    def __init__(self, **options: object) -> None:
-        self.calls, self.overlapped = 0, None
-        self.started = threading.Event()
-        _FakePose.created.append(self)
-
-    def process(self, image: np.ndarray):
-        self.calls += 1
-        if _FakePose.fail_at == (_FakePose.created.index(self), self.calls):
-            raise RuntimeError("graph failed")
-        first = _FakePose.created[0]
-        if self is first and self.calls == 2:
-            self.started.set()
-        if _FakePose.wait_for_overlap and self is _FakePose.created[1] and self.overlapped is None:
-            self.overlapped = first.started.wait(timeout=5)
-        bright = (image > 200).all(axis=2)
-        columns = np.flatnonzero(bright.any(axis=0))
-        if not len(columns):
-            return SimpleNamespace(pose_landmarks=None, pose_world_landmarks=None)
-        gaps = np.flatnonzero(np.diff(columns) > 1)
-        last = columns[gaps[0]] if len(gaps) else columns[-1]  # the leftmost square's right edge
-        rows = np.flatnonzero(bright[:, columns[0] : last + 1].any(axis=1))
-        height, width = image.shape[:2]
-        x = np.linspace(columns[0], last, 33) / width
-        y = np.linspace(rows[0], rows[-1], 33) / height
-        visibility = 0.05 + (self.calls % 10) / 10
-        points = [SimpleNamespace(x=a, y=b, z=0.0, visibility=visibility) for a, b in zip(x, y, strict=True)]
-        return SimpleNamespace(
-            pose_landmarks=SimpleNamespace(landmark=points),
-            pose_world_landmarks=SimpleNamespace(landmark=points),
-        )
-
-    def reset(self) -> None:
-        self.calls = 0
-
-    def close(self) -> None:
-        pass
-
-
-def square_frames(n: int, seed: int = 0) -> list[np.ndarray]:
-    """Dark frames with 0-4 white squares ("people") at random places, a new draw every few frames."""
-    rng = np.random.default_rng(seed)
-    frames, squares = [], []
-    for t in range(n):
-        if t % 4 == 0:
-            squares = [(rng.integers(0, 140), rng.integers(0, 90)) for _ in range(rng.integers(0, 5))]
-        frame = np.full((120, 160, 3), 30, np.uint8)
-        for x, y in squares:
-            frame[y : y + 24, x : x + 16] = 255
-        frames.append(frame)
-    return frames
-
-
-@pytest.fixture
-def fake_pose(monkeypatch):
-    from lightact.data.skeleton.pose import extractor
-
-    monkeypatch.setattr(extractor, "import_mediapipe", lambda: (None, SimpleNamespace(Pose=_FakePose)))
-    monkeypatch.setattr(_FakePose, "created", [])
-    return extractor.PoseExtractor
-
-
 @pytest.mark.parametrize("max_persons, second_search_every", [(2, 1), (2, 3), (3, 1), (4, 2)])
 def test_person_slots_in_threads_give_the_sequential_poses(fake_pose, max_persons, second_search_every):
     frames = square_frames(60)
@@ -251,10 +180,37 @@ def test_person_slots_in_threads_give_the_sequential_poses(fake_pose, max_person
 
 
 def test_the_second_slot_works_while_the_first_is_on_the_next_frame(fake_pose, monkeypatch):
-    monkeypatch.setattr(_FakePose, "wait_for_overlap", True)
+    monkeypatch.setattr(FakePoseGraph, "wait_for_overlap", True)
     with fake_pose(max_persons=2, min_run=1) as ex:
         ex.process_frames(iter(square_frames(8)), parallel_slots=True)
-    assert _FakePose.created[1].overlapped is True
+    assert FakePoseGraph.created[1].overlapped is True
+
+
+def test_a_stream_fed_frame_by_frame_gives_the_tracked_people_of_track(fake_pose):
+    """The live way: a frame goes in only when the first slot is free, the people come out in order
+    as they are done, with the person indices that track() gives."""
+    frames = square_frames(40, seed=1)
+    with fake_pose(max_persons=3, second_search_every=2) as ex:
+        ex.start()
+        expected = [ex.track(frame, t) for t, frame in enumerate(frames)]
+    with fake_pose(max_persons=3, second_search_every=2) as ex:
+        ex.start()
+        got = []
+        with ex.stream() as stream:
+            for frame in frames:
+                while not stream.first_slot_free:
+                    stream.wait(1.0)
+                    got += stream.finished()
+                stream.put(frame)
+                got += stream.finished()
+            while stream.in_flight:
+                got += stream.finished(wait=True)
+    assert len(got) == len(expected) and any(len(people) == 3 for people in expected)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [p[0] for p in mine] == [p[0] for p in theirs]
+        for a, b in zip(mine, theirs, strict=True):
+            for x, y in zip(a[1:], b[1:], strict=True):
+                np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("where", ["frames", "second slot", "consumer"])
@@ -268,7 +224,7 @@ def test_an_error_anywhere_stops_the_slot_threads(fake_pose, monkeypatch, where)
             raise KeyboardInterrupt
 
     if where == "second slot":
-        monkeypatch.setattr(_FakePose, "fail_at", (1, 3))
+        monkeypatch.setattr(FakePoseGraph, "fail_at", (1, 3))
     expected = {"frames": ValueError, "second slot": RuntimeError, "consumer": KeyboardInterrupt}[where]
     before = {t.name for t in threading.enumerate()}
     with fake_pose(max_persons=3) as ex, pytest.raises(expected):

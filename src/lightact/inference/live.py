@@ -4,15 +4,18 @@ SOURCE is a camera (``/dev/video0``, or an index ``0`` for it; read through PyAV
 stream URL (``rtsp://``, ``http://``, ``udp://``, ...: whatever PyAV's FFmpeg opens), or a video file,
 played at its own frame rate as if it were a camera.
 
-Two threads. The *reader* decodes the source as it arrives (a file: paced by its timestamps) and
-keeps the frames due at the pose rate (``pose_fps``, 10 by default; the rest are skipped by design
-and counted as such), converted at the pose size, in a one-frame mailbox: when the next due frame
-arrives before the last was taken, the older one is *dropped* and counted, so the answer never
-falls behind the source. The *main* thread estimates the poses of the newest frame (MediaPipe,
-tracked identities), keeps the last ``window`` frames' worth of seconds of them, and every
-``stride`` frames' worth of seconds classifies that rolling window (resampled to the model's rate,
-each person on their own or everybody together as :meth:`SkeletonRecognizer.predict` decides),
-printing the top k per person and the latency from the frame's arrival to the answer.
+The *reader* thread decodes the source as it arrives (a file: paced by its timestamps) and keeps the
+frames due at the pose rate (``pose_fps``, 10 by default; the rest are skipped by design and counted
+as such), converted at the pose size, in a one-frame mailbox: when the next due frame arrives before
+the last was taken, the older one is *dropped* and counted, so the answer never falls behind the
+source. The *main* thread hands the newest frame to the pose stream whenever its first person slot
+is free (MediaPipe, tracked identities; each slot in its own thread, so the second person of one
+frame is found while the first slot is on the next frame:
+:class:`~lightact.data.skeleton.pose.extractor.SlotStream`), takes the people of the frames done, in
+order, keeps the last ``window`` frames' worth of seconds of them, and every ``stride`` frames'
+worth of seconds classifies that rolling window (resampled to the model's rate, each person on their
+own or everybody together as :meth:`SkeletonRecognizer.predict` decides), printing the top k per
+person and the latency from the frame's arrival to the answer.
 
 It ends at the end of a file, after ``seconds``, or on Ctrl-C (SIGINT), and returns (and writes to
 ``out_dir/live_summary.json``) a summary: frames seen, due, processed, dropped and skipped, latency
@@ -44,6 +47,8 @@ __all__ = ["LiveReader", "open_source", "run_live"]
 DEFAULT_WINDOW_S = 3.0  # seconds classified at each update when --window is not given
 UPDATES_PER_WINDOW = 6  # the default stride: half a second for the default window
 _NUM_LANDMARKS = 33
+# How long the pose loop waits for a new frame while frames are in the person slots' threads.
+_POLL_S = 0.002
 
 
 def open_source(source: str):
@@ -243,8 +248,10 @@ def run_live(
     """Classify ``source`` live with a :class:`~lightact.inference.skeleton.SkeletonRecognizer`
     (see the module notes); ``window`` and ``stride`` count frames at the model's rate. Returns the
     summary. ``extractor`` replaces the MediaPipe :class:`PoseExtractor` (anything with ``start()``
-    and ``track(frame, index)``). The model runs with ``model_threads`` intra-op threads (torch; one
-    by default: decoding and pose estimation have the other cores)."""
+    and ``track(frame, index)``, which is then called for each frame in turn; or with ``stream()``
+    as well, a :class:`~lightact.data.skeleton.pose.extractor.SlotStream`). The model runs with
+    ``model_threads`` intra-op threads (torch; one by default: decoding and pose estimation have the
+    other cores)."""
     from lightact.data.skeleton.resample import resample_poses
     from lightact.inference.results import NoPersonError
 
@@ -300,21 +307,18 @@ def run_live(
         warm_up(*_scaled(height or 360, width or 640, options.get("max_side", 640)))
     with _torch_threads(model_threads if recognizer.backend == "torch" else None), _interruptible():
         extractor.start()
+        stream = extractor.stream() if hasattr(extractor, "stream") else _OneByOne(extractor)
         reader.start()
         classifier.start()
-        try:
-            next_update = 0.0
-            while True:
-                if seconds is not None and time.perf_counter() - started >= seconds:
-                    ended = "time limit"
-                    break
-                item = reader.take()
-                if item is None:
-                    if reader.finished.is_set():
-                        break
-                    continue
+        next_update = 0.0
+        in_flight: deque[_Due] = deque()  # frames handed to the pose stream, oldest first
+
+        def finish_frames(wait: bool = False) -> None:
+            nonlocal writer, next_update
+            for people in stream.finished(wait):
+                item = in_flight.popleft()
                 frame = item.frame
-                row, people = _pose_row(extractor, frame, reader.counts.processed, reader.size, options)
+                row = _pose_row(people, frame, reader.size, options)
                 reader.counts.processed += 1
                 rolling.add(frame.time, row)
                 if frame.time >= next_update:
@@ -325,9 +329,32 @@ def run_live(
 
                     writer = writer or VideoWriter(render, reader.fps)
                     writer.write(_drawn(frame, people, current, reader.size), frame.time)
+
+        try:
+            while True:
+                finish_frames()
+                if seconds is not None and time.perf_counter() - started >= seconds:
+                    ended = "time limit"
+                    break
+                if not stream.first_slot_free:
+                    stream.wait(0.5)
+                    continue
+                # While frames are in flight, look for their people between short waits for the
+                # next frame, so that neither waits for the other.
+                item = reader.take(_POLL_S if in_flight else 0.5)
+                if item is not None:
+                    stream.put(item.frame.rgb)
+                    in_flight.append(item)
+                elif reader.finished.is_set():
+                    if not in_flight:
+                        break
+                    stream.wait(0.5)
+            while in_flight:  # the frames already taken are answered, not lost
+                finish_frames(wait=True)
         except KeyboardInterrupt:
             ended = "interrupted"
         finally:
+            stream.close()
             reader.stop.set()
             reader.join(timeout=5)
             classifier.finish()
@@ -411,20 +438,44 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(1000 * value, 1)
 
 
-def _pose_row(extractor, frame: TimedFrame, index: int, size: tuple[int, int], options: dict[str, Any]):
-    """One processed frame's poses as ``(2D pixels of the source [M, 33, 2], scores [M, 33], 3D
-    [M, 33, 3])`` (MediaPipe axes to lightact's: y up), and the tracked people."""
+def _pose_row(people: list, frame: TimedFrame, size: tuple[int, int], options: dict[str, Any]):
+    """One processed frame's tracked people as ``(2D pixels of the source [M, 33, 2], scores
+    [M, 33], 3D [M, 33, 3])`` (MediaPipe axes to lightact's: y up)."""
     m = options.get("max_persons", 2)
     height, width = size if all(size) else frame.rgb.shape[:2]
     kp = np.zeros((m, _NUM_LANDMARKS, 2), np.float32)
     score = np.zeros((m, _NUM_LANDMARKS), np.float32)
     kp3d = np.zeros((m, _NUM_LANDMARKS, 3), np.float32)
-    people = extractor.track(frame.rgb, index)
     for slot, xy, vis, world in people:
         kp[slot] = np.clip(xy * (width, height), 0, (width - 1, height - 1))
         score[slot] = np.clip(vis, 1e-6, 1.0)
         kp3d[slot] = world * (1.0, -1.0, 1.0)
-    return (kp, score, kp3d), people
+    return kp, score, kp3d
+
+
+class _OneByOne:
+    """The stream interface of :class:`~lightact.data.skeleton.pose.extractor.SlotStream` over an
+    extractor that only has ``track(frame, index)``: each frame's people found when it is put."""
+
+    def __init__(self, extractor) -> None:
+        self._extractor = extractor
+        self._done: list[list] = []
+        self._index = 0
+        self.first_slot_free = True
+
+    def put(self, frame: np.ndarray) -> None:
+        self._done.append(self._extractor.track(frame, self._index))
+        self._index += 1
+
+    def finished(self, wait: bool = False) -> list[list]:
+        done, self._done = self._done, []
+        return done
+
+    def wait(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _update_line(update: dict[str, Any], t: float) -> str:

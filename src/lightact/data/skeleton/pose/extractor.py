@@ -30,6 +30,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +51,9 @@ _PIPELINE_DEPTH = 4
 # One person found in a frame: xy normalised [33, 2], visibility [33], world xyz [33, 3] in
 # MediaPipe axes, box in frame pixels [4].
 _Person = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# One person of a frame as :meth:`PoseExtractor.track` gives it: (person index kept across frames,
+# xy normalised [33, 2], visibility [33], world xyz [33, 3] in MediaPipe axes).
+Tracked = tuple[int, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -219,7 +223,7 @@ class PoseExtractor:
         """Slot ``k`` on one frame, after slots ``0 .. k-1``: adds the person it finds to
         ``frame.found``, or marks the frame done (nobody new: later slots would see the same
         picture). Only slot ``k``'s own state (its graph, its idle count) changes, so different
-        slots can work on different frames at once (:meth:`_pipelined`)."""
+        slots can work on different frames at once (:class:`SlotStream`)."""
         if frame.done:
             return frame
         height, width = frame.rgb.shape[:2]
@@ -267,37 +271,21 @@ class PoseExtractor:
             state = self._slot_pass(k, state)
         return state.found
 
-    def _pipelined(self, frames: Iterable[np.ndarray]) -> Iterator[list[_Person]]:
-        """:meth:`_detect` of every frame, in order, with each slot in its own thread: slot ``k``
-        works on a frame while slot ``k-1`` works on the next one (MediaPipe releases the GIL, so
-        two slots use two cores). Each slot still sees the same frames in the same order with the
-        same people painted over, so the results equal :meth:`_detect`'s."""
-        workers = [
-            ThreadPoolExecutor(1, thread_name_prefix=f"lightact-pose-slot{k}")
-            for k in range(len(self._slots))
-        ]
-        in_flight: deque[Future] = deque()
+    def stream(self) -> SlotStream:
+        """A :class:`SlotStream` over the video begun with :meth:`start`: frames handed in one at a
+        time, each person slot in its own thread (what the live loop uses)."""
+        return SlotStream(self)
 
-        def after(k: int, previous: Future) -> _FramePass:
-            return self._slot_pass(k, previous.result())
-
-        try:
+    def _pipelined(self, frames: Iterable[np.ndarray]) -> Iterator[list[Tracked]]:
+        """:meth:`track` of every frame, in order, through a :class:`SlotStream`, with up to
+        :data:`_PIPELINE_DEPTH` frames in flight."""
+        with self.stream() as stream:
             for frame in frames:
-                future = workers[0].submit(self._slot_pass, 0, _FramePass(frame))
-                for k in range(1, len(workers)):
-                    future = workers[k].submit(after, k, future)
-                in_flight.append(future)
-                if len(in_flight) > _PIPELINE_DEPTH:
-                    yield in_flight.popleft().result().found
-            while in_flight:
-                yield in_flight.popleft().result().found
-        finally:
-            # Queued frames are dropped; a slot waiting on a dropped frame's earlier slot gets its
-            # cancellation and ends, so joining cannot hang.
-            for worker in workers:
-                worker.shutdown(wait=False, cancel_futures=True)
-            for worker in workers:
-                worker.shutdown(wait=True)
+                stream.put(frame)
+                if stream.in_flight > _PIPELINE_DEPTH:
+                    yield from stream.finished(wait=True)
+            while stream.in_flight:
+                yield from stream.finished(wait=True)
 
     def warm_up(self, height: int = 360, width: int = 640) -> None:
         """Run every slot's graph once on a blank frame, so that the first real frame does not pay
@@ -315,7 +303,7 @@ class PoseExtractor:
         self._reset()
         self._tracker = Tracker(self.max_persons, max_lost=self.max_lost)
 
-    def track(self, frame: np.ndarray, index: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    def track(self, frame: np.ndarray, index: int) -> list[Tracked]:
         """The people of frame ``index`` (RGB uint8, processing size) of the video begun with
         :meth:`start`: ``(person index, xy normalised [33, 2], visibility [33], world xyz [33, 3]
         in MediaPipe axes)`` each, the index kept across frames by the tracker. ``index`` counts the
@@ -326,9 +314,7 @@ class PoseExtractor:
             )
         return self._assign(index, self._detect(np.ascontiguousarray(frame)))
 
-    def _assign(
-        self, index: int, people: list[_Person]
-    ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    def _assign(self, index: int, people: list[_Person]) -> list[Tracked]:
         slots = self._tracker.assign(index, [p[3] for p in people])
         return [(slot, xy, vis, world) for (xy, vis, world, _), slot in zip(people, slots, strict=True)]
 
@@ -371,14 +357,18 @@ class PoseExtractor:
 
         start = time.perf_counter()
         pipelined = parallel_slots and len(self._slots) > 1
-        detections = self._pipelined(checked()) if pipelined else (self._detect(f) for f in checked())
-        with contextlib.closing(detections):  # an error here stops the slot threads at once
-            for t, people in enumerate(detections):
+        tracked = (
+            self._pipelined(checked())
+            if pipelined
+            else (self._assign(t, self._detect(f)) for t, f in enumerate(checked()))
+        )
+        with contextlib.closing(tracked):  # an error here stops the slot threads at once
+            for t, people in enumerate(tracked):
                 oh, ow = original_shape or shapes[0]
                 f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
                 f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
                 f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
-                for slot, xy, vis, world in self._assign(t, people):
+                for slot, xy, vis, world in people:
                     f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
                     f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
                     # A visible landmark never has score exactly 0, which marks "no person" here.
@@ -459,6 +449,81 @@ class PoseExtractor:
             result = result.on_frame_grid(info.fps)
         result.seconds = time.perf_counter() - start  # include the decoding
         return result
+
+
+class SlotStream:
+    """Frames through the person slots of a :class:`PoseExtractor`, each slot in its own thread a
+    frame behind the slot before it (MediaPipe releases the GIL, so two slots use two cores).
+
+    :meth:`put` hands in a frame (RGB uint8, processing size) and returns at once; :meth:`finished`
+    hands out the people of the frames done so far, in the order they were put, with the person
+    indices of :meth:`PoseExtractor.track` (the frames are counted from the extractor's
+    :meth:`~PoseExtractor.start`). Every slot sees the same frames in the same order with the same
+    people painted over as when the slots run one after another, so the people are the same.
+    :attr:`first_slot_free` says whether a new frame would start at once: a live source hands in
+    only then, and drops the frames that came meanwhile. Close it (or use it as a context manager)
+    to stop the threads; frames still in flight are dropped.
+    """
+
+    def __init__(self, extractor: PoseExtractor) -> None:
+        self._extractor = extractor
+        self._workers = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"lightact-pose-slot{k}")
+            for k in range(len(extractor._slots))
+        ]
+        self._first: Future | None = None  # the first slot's work on the newest frame
+        self._frames: deque[Future] = deque()  # each frame in flight: its last slot's work
+        self._index = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._frames)
+
+    @property
+    def first_slot_free(self) -> bool:
+        return self._first is None or self._first.done()
+
+    def put(self, frame: np.ndarray) -> None:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
+        slot_pass = self._extractor._slot_pass
+        future = self._first = self._workers[0].submit(slot_pass, 0, _FramePass(np.ascontiguousarray(frame)))
+        for k in range(1, len(self._workers)):
+            future = self._workers[k].submit(lambda k, previous: slot_pass(k, previous.result()), k, future)
+        self._frames.append(future)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the first slot is free or the oldest frame in flight is done (at most ``timeout``
+        seconds)."""
+        pending = [f for f in (self._first, self._frames[0] if self._frames else None) if f is not None]
+        futures.wait(pending, timeout, return_when=futures.FIRST_COMPLETED)
+
+    def finished(self, wait: bool = False) -> list[list[Tracked]]:
+        """The people of every frame done, oldest first (each frame once); with ``wait``, after
+        waiting for the oldest frame in flight. A slot's error is raised here."""
+        if wait and self._frames:
+            self._frames[0].result()
+        done = []
+        while self._frames and self._frames[0].done():
+            found = self._frames.popleft().result().found
+            done.append(self._extractor._assign(self._index, found))
+            self._index += 1
+        return done
+
+    def close(self) -> None:
+        # Queued frames are dropped; a slot waiting on a dropped frame's earlier slot gets its
+        # cancellation and ends, so joining cannot hang.
+        for worker in self._workers:
+            worker.shutdown(wait=False, cancel_futures=True)
+        for worker in self._workers:
+            worker.shutdown(wait=True)
+        self._frames.clear()
+
+    def __enter__(self) -> SlotStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def pose_annotation(result: PoseResult, frame_dir: str, fps: float, label: int = -1) -> dict[str, Any]:
