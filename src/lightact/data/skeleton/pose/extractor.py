@@ -493,13 +493,13 @@ class SlotStream:
         self._frames.append(future)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Until the first slot is free (if it is busy) or the oldest frame in flight is done, at
-        most ``timeout`` seconds."""
+        """Until the oldest frame in flight is done or, while the first slot is busy, that slot is
+        free; at most ``timeout`` seconds."""
         oldest = self._frames[0] if self._frames else None
         if oldest is not None and oldest.done():
             return
         pending = [f for f in (self._first, oldest) if f is not None and not f.done()]
-        if pending:  # a free first slot is no reason to return while a frame is still in flight
+        if pending:
             futures.wait(pending, timeout, return_when=futures.FIRST_COMPLETED)
 
     def finished(self, wait: bool = False) -> list[list[Tracked]]:
