@@ -56,6 +56,16 @@ _Person = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Tracked = tuple[int, np.ndarray, np.ndarray, np.ndarray]
 
 
+def _rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
+    """Frame ``index`` as MediaPipe takes it (C-contiguous); a ValueError naming it unless it is RGB
+    uint8 ``[H, W, 3]``."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(
+            f"frame {index}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
+        )
+    return np.ascontiguousarray(frame)
+
+
 @dataclass
 class _FramePass:
     """One frame on its way through the person slots (:meth:`PoseExtractor._slot_pass`)."""
@@ -308,11 +318,7 @@ class PoseExtractor:
         :meth:`start`: ``(person index, xy normalised [33, 2], visibility [33], world xyz [33, 3]
         in MediaPipe axes)`` each, the index kept across frames by the tracker. ``index`` counts the
         frames given to :meth:`track` (what the tracker's ``max_lost`` counts in)."""
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(
-                f"frame {index}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
-            )
-        return self._assign(index, self._detect(np.ascontiguousarray(frame)))
+        return self._assign(index, self._detect(_rgb_frame(frame, index)))
 
     def _assign(self, index: int, people: list[_Person]) -> list[Tracked]:
         slots = self._tracker.assign(index, [p[3] for p in people])
@@ -344,16 +350,12 @@ class PoseExtractor:
 
         def checked() -> Iterator[np.ndarray]:
             for t, item in enumerate(frames):
-                frame = item.rgb if isinstance(item, TimedFrame) else item
-                if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                    raise ValueError(
-                        f"frame {t}: expected an RGB uint8 [H, W, 3] array, got {frame.dtype} {frame.shape}"
-                    )
+                frame = _rgb_frame(item.rgb if isinstance(item, TimedFrame) else item, t)
                 if isinstance(item, TimedFrame):
                     times.append(item.time)
                 if not shapes:
                     shapes.append((int(frame.shape[0]), int(frame.shape[1])))
-                yield np.ascontiguousarray(frame)
+                yield frame
 
         start = time.perf_counter()
         pipelined = parallel_slots and len(self._slots) > 1
@@ -484,10 +486,9 @@ class SlotStream:
         return self._first is None or self._first.done()
 
     def put(self, frame: np.ndarray) -> None:
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
+        frame = _rgb_frame(frame, self._index + len(self._frames))
         slot_pass = self._extractor._slot_pass
-        future = self._first = self._workers[0].submit(slot_pass, 0, _FramePass(np.ascontiguousarray(frame)))
+        future = self._first = self._workers[0].submit(slot_pass, 0, _FramePass(frame))
         for k in range(1, len(self._workers)):
             future = self._workers[k].submit(lambda k, previous: slot_pass(k, previous.result()), k, future)
         self._frames.append(future)
