@@ -9,7 +9,13 @@ before), at ``predict``'s defaults (10 poses per second, the second person searc
 frame while none is tracked); rounds interleaved, medians. Each round's poses are compared: they
 must be identical.
 
-    python benchmarks/pose_slots.py [VIDEO ...] [--rounds 3] [--pose-fps 10] [--second-search-every 5]
+``--compare threads`` instead measures each slot's graph running its models on its share of the
+cores (``PoseExtractor(inference_threads=graph_threads(max_persons))``, what a video's pose does
+now) against one thread per graph (MediaPipe's own setting), both with the slots in threads; use it
+with ``--max-persons 1`` (one slot: 2 threads on 2 cores) and 2 (the same 1 thread on 2 cores).
+
+    python benchmarks/pose_slots.py [VIDEO ...] [--compare slots|threads] [--max-persons 2]
+        [--rounds 3] [--pose-fps 10] [--second-search-every 5]
 """
 
 from __future__ import annotations
@@ -24,11 +30,20 @@ import numpy as np
 import torch
 from _common import format_table, machine_info
 
-from lightact.data.skeleton.pose.extractor import PoseExtractor
+from lightact.data.skeleton.pose.extractor import PoseExtractor, graph_threads
 from lightact.data.video.reader import iter_timed_frames, prefetch, video_info
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
-VARIANTS = {"slots one after another": False, "slots in threads": True}
+
+
+def variants(compare: str, max_persons: int) -> dict[str, tuple[int, bool]]:
+    """Name -> (inference threads per graph, slots in threads), the baseline first."""
+    if compare == "slots":
+        return {"slots one after another": (1, False), "slots in threads": (1, True)}
+    return {
+        "1 thread per graph": (1, True),
+        f"{graph_threads(max_persons)} per graph": (graph_threads(max_persons), True),
+    }
 
 
 def main() -> None:
@@ -37,25 +52,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pose-fps", type=float, default=10.0, help="0: every frame")
     parser.add_argument("--second-search-every", type=int, default=5)
+    parser.add_argument("--compare", choices=("slots", "threads"), default="slots")
+    parser.add_argument("--max-persons", type=int, default=2)
     args = parser.parse_args()
+    compared = variants(args.compare, args.max_persons)
     videos = args.videos or sorted(SHARED_VIDEOS.glob("*.*"))
     if not videos:
         raise SystemExit(f"no videos given and none at {SHARED_VIDEOS}")
     print("machine:", machine_info(torch.device("cpu")))
     rows = []
-    with PoseExtractor(max_persons=2, second_search_every=args.second_search_every) as extractor:
+    extractors = {
+        name: PoseExtractor(
+            args.max_persons, second_search_every=args.second_search_every, inference_threads=threads
+        )
+        for name, (threads, _) in compared.items()
+    }
+    try:
         for video in videos:
             info = video_info(video)
             load_before = os.getloadavg()[0]
-            seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            seconds: dict[str, list[float]] = {name: [] for name in compared}
             identical = True
             for round_ in range(args.rounds):  # interleaved, the starting variant alternating
-                order = list(VARIANTS.items())[:: 1 if round_ % 2 == 0 else -1]
+                order = list(compared.items())[:: 1 if round_ % 2 == 0 else -1]
                 poses = {}
-                for name, parallel in order:
+                for name, (_, parallel) in order:
                     frames = prefetch(iter_timed_frames(video, max_side=640, fps=args.pose_fps or None))
                     start = time.perf_counter()
-                    poses[name] = extractor.process_frames(
+                    poses[name] = extractors[name].process_frames(
                         frames, (info.height, info.width), parallel_slots=parallel
                     )
                     seconds[name].append(time.perf_counter() - start)
@@ -71,10 +95,15 @@ def main() -> None:
                 f"{before / after:.2f}x", f"{first.second_person_share:.0%}", "yes" if identical else "NO",
                 f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}",
             ])  # fmt: skip
-    print(f"\ndecoding + pose, seconds per second of video (median of {args.rounds} interleaved rounds)")
+    finally:
+        for extractor in extractors.values():
+            extractor.close()
+    print(
+        f"\ndecoding + pose, max {args.max_persons} persons, seconds per second of video (median of "
+        f"{args.rounds} interleaved rounds)"
+    )
     print(format_table(
-        ["video", "size", "one after another", "in threads", "faster", "2nd person", "same poses",
-         "load 1 min"],
+        ["video", "size", *compared, "faster", "2nd person", "same poses", "load 1 min"],
         rows,
     ))  # fmt: skip
 

@@ -21,7 +21,8 @@ class FakePoseGraph:
     wait_for_overlap = False
     fail_at: tuple[int, int] | None = None  # (graph, call): that call raises
 
-    def __init__(self, **options: object) -> None:
+    def __init__(self, inference_threads: int = 1, **options: object) -> None:
+        self.inference_threads = inference_threads
         self.calls, self.overlapped = 0, None
         self.started = threading.Event()
         FakePoseGraph.created.append(self)
@@ -84,6 +85,6 @@ def use_fake_graphs(monkeypatch):
     instead of MediaPipe's graphs for as long as ``monkeypatch`` lasts."""
     from lightact.data.skeleton.pose import extractor
 
-    monkeypatch.setattr(extractor, "import_mediapipe", lambda: (None, SimpleNamespace(Pose=FakePoseGraph)))
+    monkeypatch.setattr(extractor, "pose_graph", FakePoseGraph)
     monkeypatch.setattr(FakePoseGraph, "created", [])
     return extractor.PoseExtractor

@@ -253,6 +253,23 @@ def test_live_finds_the_second_person_while_the_first_slot_takes_the_next_frame(
     assert summary["frames_processed"] >= 15
 
 
+@pytest.mark.parametrize("max_persons, threads", [(1, 2), (2, 1)])
+def test_live_runs_each_slot_graph_on_its_share_of_the_cores(
+    one_person_model, tmp_path, fake_pose, monkeypatch, max_persons, threads
+):
+    from fake_pose_graphs import FakePoseGraph
+
+    from lightact.data.skeleton.pose import extractor
+
+    monkeypatch.setattr(extractor, "available_cores", lambda: 2)
+    video = write_video(tmp_path / "cam.mp4", 1.0, square=True)
+    rec = Recognizer.from_checkpoint(one_person_model)
+    rec.set_video_options(max_persons=max_persons)
+    summary = run_live(rec, str(video), echo=lambda _: None)
+    assert summary["frames_processed"] > 0
+    assert [graph.inference_threads for graph in FakePoseGraph.created] == [threads] * max_persons
+
+
 def test_live_sources_that_cannot_be_opened(one_person_model, tmp_path):
     rec = Recognizer.from_checkpoint(one_person_model)
     with pytest.raises(FileNotFoundError, match="no live source"):

@@ -254,6 +254,38 @@ def test_run_pose_on_one_video_uses_the_spare_cores_unless_told_one_worker(
     assert (stats["computed"], stats["failed"], asked) == (1, [], [threaded])
 
 
+@pytest.mark.parametrize(
+    "cores, max_persons, threads",
+    [(1, 1, 1), (2, 1, 2), (2, 2, 1), (3, 2, 1), (4, 2, 2), (16, 1, 2), (16, 4, 2)],
+)
+def test_each_slot_graph_gets_its_share_of_the_cores(monkeypatch, cores, max_persons, threads):
+    from lightact.data.skeleton.pose import extractor
+
+    monkeypatch.setattr(extractor, "available_cores", lambda: cores)
+    assert extractor.graph_threads(max_persons) == threads
+
+
+@pytest.mark.parametrize("workers, max_persons, threads", [(None, 1, 2), (None, 2, 1), (1, 1, 1)])
+def test_pose_of_one_video_runs_each_slot_graph_on_its_share_of_the_cores(
+    fake_pose, monkeypatch, tmp_path, workers, max_persons, threads
+):
+    from lightact.data.skeleton.pose import extractor, runner
+
+    monkeypatch.setattr(runner, "mediapipe_available", lambda: True)
+    monkeypatch.setattr(runner, "available_cores", lambda: 2)
+    monkeypatch.setattr(extractor, "available_cores", lambda: 2)
+    video = write_video(tmp_path / "squares.avi", square_frames(12))
+    run_pose([video], tmp_path / "out.pkl", workers=workers, max_persons=max_persons, progress=False)
+    assert [graph.inference_threads for graph in FakePoseGraph.created] == [threads] * max_persons
+    # extract_pose (what predict uses) does the same with overlap, and keeps a thread count given.
+    share = 2 // max_persons
+    for overlap, given, expected in ((True, None, share), (False, None, 1), (True, 1, 1)):
+        FakePoseGraph.created.clear()
+        options = {} if given is None else {"inference_threads": given}
+        extract_pose(video, max_persons=max_persons, overlap=overlap, **options)
+        assert [graph.inference_threads for graph in FakePoseGraph.created] == [expected] * max_persons
+
+
 def test_collect_videos_from_folder_and_list(tmp_path):
     (tmp_path / "clips" / "sub").mkdir(parents=True)
     for name in ("clips/b.mp4", "clips/sub/a.avi", "clips/notes.txt"):
@@ -471,6 +503,35 @@ def test_run_pose_resumes(real_run, tmp_path):
     for name in (ARM, EYE):
         assert parts[name].stat().st_mtime_ns == mtimes[name]
     assert filecmp.cmp(out, first, shallow=False), "the recomputed output differs from the first run's"
+
+
+@needs_mediapipe
+def test_pose_graph_runs_both_models_on_the_threads_asked():
+    from lightact.data.skeleton.pose.mediapipe import pose_graph
+
+    graph = pose_graph(2, static_image_mode=False, model_complexity=1)
+    try:
+        # The person detector's and the landmark model's inference nodes, as the running graph has them.
+        assert graph.threaded_models == 2
+        assert graph._graph.text_config.count("num_threads: 2") == 2
+    finally:
+        graph.close()
+    single = pose_graph(1, static_image_mode=False, model_complexity=1)
+    try:
+        assert "num_threads" not in single._graph.text_config
+    finally:
+        single.close()
+
+
+@needs_mediapipe
+@needs_videos
+def test_pose_on_two_inference_threads_equals_pose_on_one():
+    video = VIDEO_DIR / EYE
+    one = extract_pose(video, max_persons=1, inference_threads=1)
+    two = extract_pose(video, max_persons=1, inference_threads=2)
+    np.testing.assert_array_equal(two["keypoint_score"] > 0, one["keypoint_score"] > 0)
+    for key in ("keypoint", "keypoint_score", "keypoint_3d"):
+        np.testing.assert_allclose(two[key], one[key], atol=1e-4, err_msg=key)
 
 
 @needs_mediapipe

@@ -264,12 +264,14 @@ def run_live(
     update_s = stride / recognizer.fps if stride else window_s / UPDATES_PER_WINDOW
     options = dict(recognizer.pose_options)
     if extractor is None:
-        from lightact.data.skeleton.pose import PoseExtractor
+        from lightact.data.skeleton.pose.extractor import PoseExtractor, graph_threads
 
+        max_persons = options.get("max_persons", 2)
         extractor = PoseExtractor(
-            max_persons=options.get("max_persons", 2),
+            max_persons=max_persons,
             max_side=options.get("max_side", 640),
             second_search_every=options.get("second_search_every", 1),
+            inference_threads=options.get("inference_threads") or graph_threads(max_persons),
         )
     reader = LiveReader(source, options.get("pose_fps"), options.get("max_side", 640))
     rolling = _Rolling(window_s)

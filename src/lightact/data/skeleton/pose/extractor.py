@@ -38,15 +38,19 @@ from typing import Any
 
 import numpy as np
 
-from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, import_mediapipe, mediapipe_log_filter
+from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, mediapipe_log_filter, pose_graph
 from lightact.data.skeleton.pose.tracking import Tracker, box_iou, contained, drop_short_runs, landmark_box
 from lightact.data.video.reader import TimedFrame, iter_timed_frames, prefetch, video_info
+from lightact.utils import available_cores
 
 LAYOUT = "mediapipe33"
 NUM_LANDMARKS = 33
 # Frames a slot pipeline holds at once: enough for every slot to have work, few enough that the
 # decoder's frames are not all held here.
 _PIPELINE_DEPTH = 4
+# XNNPACK threads one slot's graph may take. 2 are 1.6x faster than 1 for a graph alone on a 2-core
+# machine (BENCHMARKS.md); more were not measured.
+MAX_GRAPH_THREADS = 2
 
 # One person found in a frame: xy normalised [33, 2], visibility [33], world xyz [33, 3] in
 # MediaPipe axes, box in frame pixels [4].
@@ -54,6 +58,15 @@ _Person = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 # One person of a frame as :meth:`PoseExtractor.track` gives it: (person index kept across frames,
 # xy normalised [33, 2], visibility [33], world xyz [33, 3] in MediaPipe axes).
 Tracked = tuple[int, np.ndarray, np.ndarray, np.ndarray]
+
+
+def graph_threads(max_persons: int) -> int:
+    """XNNPACK threads for each person slot's graph in a process that may use every core and runs
+    its slots at once: the cores shared out among the slots, at most :data:`MAX_GRAPH_THREADS`.
+    On 2 cores that is 2 for one slot and 1 for two: with two people tracked, the first slot on 2
+    threads beside the second on 1 made a clip 1.35x slower than both on 1 (their threads contend
+    for the cores: XNNPACK's waiting workers spin)."""
+    return max(1, min(MAX_GRAPH_THREADS, available_cores() // max(1, max_persons)))
 
 
 def _rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
@@ -159,6 +172,8 @@ class PoseExtractor:
             many frames (while it tracks somebody it runs on every frame). MediaPipe's person detector
             costs about as much as its landmark model, so 1 (search every frame) nearly doubles the
             cost of one-person videos; larger values pick up a second person up to that many frames late.
+        inference_threads: threads each slot's graph runs its models on (MediaPipe's own default is
+            1; :func:`graph_threads` gives a process's share per slot). The poses are the same.
     """
 
     def __init__(
@@ -172,11 +187,14 @@ class PoseExtractor:
         max_lost: int = 15,
         min_run: int = 3,
         second_search_every: int = 1,
+        inference_threads: int = 1,
     ) -> None:
         if not 1 <= max_persons <= 4:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
         if max_side is not None and max_side < 32:
             raise ValueError(f"max_side must be at least 32 (or None), got {max_side}")
+        if inference_threads < 1:
+            raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
         self.max_persons = max_persons
         self.max_side = max_side
         self.mask_margin = mask_margin
@@ -189,10 +207,10 @@ class PoseExtractor:
         mediapipe_log_filter.hold()
         self._filtering = True
         try:
-            _, mp_pose = import_mediapipe()
             for _ in range(max_persons):
                 self._slots.append(
-                    mp_pose.Pose(
+                    pose_graph(
+                        inference_threads,
                         static_image_mode=False,
                         model_complexity=MODEL_COMPLEXITY,
                         smooth_landmarks=True,
@@ -573,9 +591,12 @@ def extract_pose(
     ``pose_fps`` below the video's, ``frame_times`` (seconds of each row; resample with
     :func:`lightact.data.skeleton.resample.resample_poses`). ``overlap`` decodes in a thread
     ahead of pose estimation and runs the person slots in threads of their own
-    (:meth:`PoseExtractor.process_video`). ``kwargs`` go to :class:`PoseExtractor`.
+    (:meth:`PoseExtractor.process_video`). ``kwargs`` go to :class:`PoseExtractor`; with
+    ``overlap`` its ``inference_threads`` default to :func:`graph_threads`.
     """
     video = Path(video)
+    if overlap:
+        kwargs.setdefault("inference_threads", graph_threads(max_persons))
     with PoseExtractor(max_persons=max_persons, max_side=max_side, **kwargs) as extractor:
         result = extractor.process_video(video, pose_fps=pose_fps, overlap=overlap)
     return pose_annotation(result, video.stem, video_info(video).fps)

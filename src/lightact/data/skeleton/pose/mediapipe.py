@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from lightact.data.video.reader import MissingDependencyError
 
@@ -139,6 +140,53 @@ def import_mediapipe():
     except ImportError as err:
         raise MissingDependencyError(f"pose extraction needs MediaPipe: {INSTALL_HINT}") from err
     return mp, mp_pose
+
+
+def pose_graph(inference_threads: int = 1, **options: Any) -> Any:
+    """MediaPipe's (legacy) Pose solution built with ``options``, its two TensorFlow Lite models (the
+    person detector and the landmark model) run by XNNPACK on ``inference_threads`` threads.
+
+    MediaPipe's Linux build runs them on one thread, and its Python API cannot say otherwise: the
+    models sit in nested subgraphs, and ``calculator_params`` only edits options it knows a type for
+    (not the inference calculator's). The solution's base class hands the fully expanded graph to
+    ``_modify_calculator_options`` before it builds it, so a subclass sets the thread count there.
+    The poses are the same; one graph's pass takes about 0.6x the time on 2 threads
+    (BENCHMARKS.md), but two graphs at work at once on 2 cores each would contend (XNNPACK's workers
+    spin), so callers give each graph its share of the cores (:func:`graph_threads`).
+    """
+    _, mp_pose = import_mediapipe()
+    if inference_threads == 1:
+        return mp_pose.Pose(**options)
+    return _threaded_pose_class(mp_pose.Pose)(inference_threads, **options)
+
+
+_THREADED_POSE: dict[type, type] = {}
+
+
+def _threaded_pose_class(pose_class: type) -> type:
+    """A subclass of MediaPipe's ``Pose`` taking its XNNPACK thread count first (built once)."""
+    if pose_class in _THREADED_POSE:
+        return _THREADED_POSE[pose_class]
+    from mediapipe.calculators.tensor.inference_calculator_pb2 import InferenceCalculatorOptions
+
+    class ThreadedPose(pose_class):  # type: ignore[misc, valid-type]
+        def __init__(self, inference_threads: int, **options: Any) -> None:
+            self.inference_threads = inference_threads
+            self.threaded_models = 0  # inference nodes given the thread count
+            super().__init__(**options)
+
+        def _modify_calculator_options(self, config: Any, calculator_params: Any) -> None:
+            super()._modify_calculator_options(config, calculator_params)
+            for node in config.node:
+                if not node.calculator.startswith("InferenceCalculator"):
+                    continue
+                delegate = node.options.Extensions[InferenceCalculatorOptions.ext].delegate
+                if delegate.WhichOneof("delegate") == "xnnpack":  # what 0.10.21's CPU graphs use
+                    delegate.xnnpack.num_threads = self.inference_threads
+                    self.threaded_models += 1
+
+    _THREADED_POSE[pose_class] = ThreadedPose
+    return ThreadedPose
 
 
 def mediapipe_available() -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightact.data.skeleton.pose.extractor import PoseExtractor, PoseResult, pose_annotation
+from lightact.data.skeleton.pose.extractor import PoseExtractor, PoseResult, graph_threads, pose_annotation
 from lightact.data.skeleton.pose.mediapipe import INSTALL_HINT, mediapipe_available
 from lightact.data.skeleton.pose.parts import load_part, part_path, write_part
 from lightact.data.video.reader import VIDEO_SUFFIXES, MissingDependencyError, VideoDecodeError, video_info
@@ -176,8 +176,12 @@ class _PoseRun:
 
     def run_here(self, max_persons: int, max_side: int | None, overlap: bool) -> None:
         """Every video in this process, one after another; ``overlap``: each with decoding and the
-        person slots in threads (the other cores are free)."""
-        with PoseExtractor(max_persons=max_persons, max_side=max_side) as extractor:
+        person slots in threads, and each slot's graph on its share of the cores (the other cores
+        are free)."""
+        threads = graph_threads(max_persons) if overlap else 1
+        with PoseExtractor(
+            max_persons=max_persons, max_side=max_side, inference_threads=threads
+        ) as extractor:
             for i, (video, part) in self.jobs.items():
                 summary = _process_one(extractor, video, part, lambda n, i=i: self.show(i, n), overlap)
                 self.finish(i, summary)
