@@ -40,10 +40,8 @@ def variants(compare: str, max_persons: int) -> dict[str, tuple[int, bool]]:
     """Name -> (inference threads per graph, slots in threads), the baseline first."""
     if compare == "slots":
         return {"slots one after another": (1, False), "slots in threads": (1, True)}
-    return {
-        "1 thread per graph": (1, True),
-        f"{graph_threads(max_persons)} per graph": (graph_threads(max_persons), True),
-    }
+    threads = graph_threads(max_persons)
+    return {"1 thread per graph": (1, True), f"{threads} per graph": (threads, True)}
 
 
 def main() -> None:

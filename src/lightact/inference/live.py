@@ -40,13 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from lightact.data.skeleton.pose.extractor import frame_arrays
 from lightact.data.video.reader import TimedFrame, VideoDecodeError, decode_timed
 
 __all__ = ["LiveReader", "open_source", "run_live"]
 
 DEFAULT_WINDOW_S = 3.0  # seconds classified at each update when --window is not given
 UPDATES_PER_WINDOW = 6  # the default stride: half a second for the default window
-_NUM_LANDMARKS = 33
 # How long the pose loop waits for a new frame while frames are in the person slots' threads.
 _POLL_S = 0.002
 
@@ -443,16 +443,8 @@ def _round(value: float | None) -> float | None:
 def _pose_row(people: list, frame: TimedFrame, size: tuple[int, int], options: dict[str, Any]):
     """One processed frame's tracked people as ``(2D pixels of the source [M, 33, 2], scores
     [M, 33], 3D [M, 33, 3])`` (MediaPipe axes to lightact's: y up)."""
-    m = options.get("max_persons", 2)
     height, width = size if all(size) else frame.rgb.shape[:2]
-    kp = np.zeros((m, _NUM_LANDMARKS, 2), np.float32)
-    score = np.zeros((m, _NUM_LANDMARKS), np.float32)
-    kp3d = np.zeros((m, _NUM_LANDMARKS, 3), np.float32)
-    for slot, xy, vis, world in people:
-        kp[slot] = np.clip(xy * (width, height), 0, (width - 1, height - 1))
-        score[slot] = np.clip(vis, 1e-6, 1.0)
-        kp3d[slot] = world * (1.0, -1.0, 1.0)
-    return kp, score, kp3d
+    return frame_arrays(people, options.get("max_persons", 2), height, width)
 
 
 class _OneByOne:

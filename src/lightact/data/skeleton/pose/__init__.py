@@ -2,8 +2,9 @@
 
 From the bottom up:
 
-* :mod:`~lightact.data.skeleton.pose.mediapipe`: the optional MediaPipe import, its quieting, and
-  whether it is installed (``pip install 'lightact[pose]'``);
+* :mod:`~lightact.data.skeleton.pose.mediapipe`: the optional MediaPipe import, its quieting, its
+  Pose graphs on a chosen number of threads, and whether it is installed
+  (``pip install 'lightact[pose]'``);
 * :mod:`~lightact.data.skeleton.pose.tracking`: person boxes, the tracker that keeps identities
   across frames, and the removal of too-short appearances;
 * :mod:`~lightact.data.skeleton.pose.extractor`: :class:`PoseExtractor` and :func:`extract_pose`,

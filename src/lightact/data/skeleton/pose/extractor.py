@@ -69,6 +69,23 @@ def graph_threads(max_persons: int) -> int:
     return max(1, min(MAX_GRAPH_THREADS, available_cores() // max(1, max_persons)))
 
 
+def frame_arrays(
+    people: Iterable[Tracked], max_persons: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's tracked people (:meth:`PoseExtractor.track`'s tuples) as float32 arrays: 2D
+    pixels of a ``height`` x ``width`` frame ``[M, 33, 2]`` (clipped to it), scores ``[M, 33]``
+    and 3D ``[M, 33, 3]`` in lightact's axes (y up); a slot nobody holds is all zeros."""
+    kp = np.zeros((max_persons, NUM_LANDMARKS, 2), np.float32)
+    score = np.zeros((max_persons, NUM_LANDMARKS), np.float32)
+    kp3d = np.zeros((max_persons, NUM_LANDMARKS, 3), np.float32)
+    for slot, xy, vis, world in people:
+        kp[slot] = np.clip(xy * (width, height), 0, (width - 1, height - 1))
+        # A visible landmark never has score exactly 0, which marks "no person" here.
+        score[slot] = np.clip(vis, 1e-6, 1.0)
+        kp3d[slot] = world * (1.0, -1.0, 1.0)  # MediaPipe (x right, y down, z away) -> y up
+    return kp, score, kp3d
+
+
 def _rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
     """Frame ``index`` as MediaPipe takes it (C-contiguous); a ValueError naming it unless it is RGB
     uint8 ``[H, W, 3]``."""
@@ -384,16 +401,7 @@ class PoseExtractor:
         )
         with contextlib.closing(tracked):  # an error here stops the slot threads at once
             for t, people in enumerate(tracked):
-                oh, ow = original_shape or shapes[0]
-                f_kp = np.zeros((m, NUM_LANDMARKS, 2), np.float32)
-                f_score = np.zeros((m, NUM_LANDMARKS), np.float32)
-                f_3d = np.zeros((m, NUM_LANDMARKS, 3), np.float32)
-                for slot, xy, vis, world in people:
-                    f_kp[slot, :, 0] = np.clip(xy[:, 0] * ow, 0, ow - 1)
-                    f_kp[slot, :, 1] = np.clip(xy[:, 1] * oh, 0, oh - 1)
-                    # A visible landmark never has score exactly 0, which marks "no person" here.
-                    f_score[slot] = np.clip(vis, 1e-6, 1.0)
-                    f_3d[slot] = world * (1.0, -1.0, 1.0)  # MediaPipe (x right, y down, z away) -> y up
+                f_kp, f_score, f_3d = frame_arrays(people, m, *(original_shape or shapes[0]))
                 kp.append(f_kp)
                 score.append(f_score)
                 kp3d.append(f_3d)

@@ -1,5 +1,5 @@
 """MediaPipe, the optional dependency of pose extraction: importing it, quieting its start-up
-noise, and telling whether it is installed.
+noise, building its Pose graphs on a chosen number of threads, and telling whether it is installed.
 
 MediaPipe is installed with ``pip install 'lightact[pose]'``; only ``model_complexity=1`` is used
 because it is the model the wheel ships (0 and 2 are downloaded at run time).
@@ -8,6 +8,7 @@ because it is the model the wheel ships (0 and 2 are downloaded at run time).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -160,13 +161,9 @@ def pose_graph(inference_threads: int = 1, **options: Any) -> Any:
     return _threaded_pose_class(mp_pose.Pose)(inference_threads, **options)
 
 
-_THREADED_POSE: dict[type, type] = {}
-
-
+@functools.cache
 def _threaded_pose_class(pose_class: type) -> type:
     """A subclass of MediaPipe's ``Pose`` taking its XNNPACK thread count first (built once)."""
-    if pose_class in _THREADED_POSE:
-        return _THREADED_POSE[pose_class]
     from mediapipe.calculators.tensor.inference_calculator_pb2 import InferenceCalculatorOptions
 
     class ThreadedPose(pose_class):  # type: ignore[misc, valid-type]
@@ -185,7 +182,6 @@ def _threaded_pose_class(pose_class: type) -> type:
                     delegate.xnnpack.num_threads = self.inference_threads
                     self.threaded_models += 1
 
-    _THREADED_POSE[pose_class] = ThreadedPose
     return ThreadedPose
 
 
