@@ -4,7 +4,10 @@ Two paths per clip, measured in interleaved rounds (A, B, A, B, ...), each from 
 windows' answers with the same skeleton model:
 
 * ``full rate`` (today's settings): MediaPipe on every frame, the second person searched on every
-  frame where a first was found, decoding and pose one after the other;
+  frame where a first was found, decoding and pose one after the other, every search on the frame as
+  it is;
+* ``full rate, bordered`` the same with the pose extractor's bordered searches (every other search
+  sees the frame in a black border: ``search_padding``, the extractor's default now);
 * ``new`` (lightact's defaults for a video): poses at ``--pose-fps`` (10), resampled to the model's
   rate, the second person searched every ``--second-search-every`` (5) posed frames while none is
   tracked, decoding in a thread ahead of pose.
@@ -12,8 +15,9 @@ windows' answers with the same skeleton model:
 Per clip and path: decoding alone (seconds per second of video), decoding + pose (wall), the model
 (sliding windows), the total, the real-time multiple (video seconds per second of processing), the
 process's CPU seconds per video second (both threads; what an idle machine's wall time would be at
-best on one core), and how often the two paths' windows agree on the top-1 class (both on the
-model's frame grid; each full-rate window against the new path's window starting nearest it).
+best on one core), the speed-up over today's full rate, and how often the new path's windows agree
+with each full-rate path's on the top-1 class (both on the model's frame grid; each full-rate window
+against the new path's window starting nearest it).
 The machine's load average is printed beside each clip: on a shared machine wall times are
 pessimistic and the ratios measured in one run are what to compare.
 
@@ -37,6 +41,7 @@ import torch
 from _common import format_table, machine_info
 
 from lightact.data.skeleton.layouts import NTU25
+from lightact.data.skeleton.pose.extractor import DEFAULT_SEARCH_PADDING
 from lightact.data.video import video_info
 from lightact.data.video.reader import iter_timed_frames
 from lightact.engine.checkpoint import save_weights
@@ -45,7 +50,8 @@ from lightact.inference.skeleton import DEFAULT_POSE_OPTIONS
 from lightact.models import create_model
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
-FULL_RATE = {"pose_fps": None, "second_search_every": 1, "overlap": False}
+FULL_RATE = {"pose_fps": None, "second_search_every": 1, "overlap": False, "search_padding": 0.0}
+FULL_RATE_BORDERED = {**FULL_RATE, "search_padding": DEFAULT_SEARCH_PADDING}
 
 
 def random_checkpoint(folder: Path) -> Path:
@@ -98,6 +104,10 @@ def agreement(
     return same, compared
 
 
+def _share(same: int, compared: int) -> str:
+    return f"{same}/{compared} ({same / max(compared, 1):.0%})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path)
@@ -121,12 +131,13 @@ def main() -> None:
         "second_search_every": args.second_search_every,
         "overlap": True,
     }
-    paths = {"full rate": FULL_RATE, "new": new}
+    paths = {"full rate": FULL_RATE, "full rate, bordered": FULL_RATE_BORDERED, "new": new}
 
     with tempfile.TemporaryDirectory() as tmp:
         recognizer = Recognizer.from_checkpoint(args.checkpoint or random_checkpoint(Path(tmp)))
         print("machine:", machine_info(torch.device("cpu")))
         print(f"new path: {new}; full rate: {FULL_RATE}; windows {args.window}/{args.stride} frames")
+        print(f"full rate, bordered: {FULL_RATE_BORDERED}")
         rows, records = [], []
         for video in videos:
             info = video_info(video)
@@ -136,7 +147,11 @@ def main() -> None:
                 for name, options in paths.items():
                     runs[name].append(measure(video, recognizer, options, args.window, args.stride))
             load_after = os.getloadavg()
-            same, compared = agreement(runs["full rate"][0]["top1"], runs["new"][0]["top1"], args.stride // 2)
+            agreeing = {
+                name: agreement(runs[name][0]["top1"], runs["new"][0]["top1"], args.stride // 2)
+                for name in paths
+                if name != "new"
+            }
             per_second = {
                 name: {
                     k: statistics.median(r[k] for r in rs) / info.duration
@@ -154,7 +169,7 @@ def main() -> None:
                 "total": totals,
                 "x_real_time": {name: 1 / t for name, t in totals.items()},
                 "speed_up": totals["full rate"] / totals["new"],
-                "windows_agreeing": [same, compared],
+                "new_windows_agreeing_with": agreeing,
             }
             records.append(record)
             for name in paths:
@@ -163,14 +178,14 @@ def main() -> None:
                     video.name if first else "", f"{info.width}x{info.height}" if first else "", name,
                     f"{ps['decode']:.3f}", f"{ps['pose']:.3f}", f"{ps['model']:.3f}",
                     f"{totals[name]:.3f}", f"{1 / totals[name]:.2f}x", f"{ps['cpu']:.3f}",
-                    "" if first else f"{totals['full rate'] / totals['new']:.2f}x",
-                    "" if first else f"{same}/{compared} ({same / max(compared, 1):.0%})",
+                    "" if first else f"{totals['full rate'] / totals[name]:.2f}x",
+                    _share(*agreeing[name]) if name in agreeing else "",
                     f"{load_before[0]:.1f} -> {load_after[0]:.1f}" if first else "",
                 ])  # fmt: skip
     print(f"\nseconds of processing per second of video (median of {args.repeats} interleaved rounds)")
     print(format_table(
         ["video", "size", "path", "decode", "decode+pose", "model", "total", "real time", "CPU s/s",
-         "speed-up", "windows agreeing", "load 1 min"],
+         "speed-up", "new agrees", "load 1 min"],
         rows,
     ))  # fmt: skip
     if args.json:

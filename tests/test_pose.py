@@ -213,6 +213,45 @@ def test_a_stream_fed_frame_by_frame_gives_the_tracked_people_of_track(fake_pose
                 np.testing.assert_array_equal(x, y)
 
 
+def test_every_other_search_sees_the_frame_in_a_border_and_a_track_keeps_its_border(fake_pose, monkeypatch):
+    """Searches alternate unbordered / bordered; a graph tracking somebody, and its first search
+    after losing them, see the image it found them in; the people come out in the frame's own
+    coordinates, as an extractor that never borders gives them."""
+    seen: list[tuple[int, int]] = []
+    process = FakePoseGraph.process
+
+    def recording(self, image):
+        seen.append(image.shape[:2])
+        return process(self, image)
+
+    monkeypatch.setattr(FakePoseGraph, "process", recording)
+    blank = np.full((120, 160, 3), 30, np.uint8)
+    square = blank.copy()
+    square[40:64, 20:36] = 255  # touches no edge, so the masked frame's square is in view everywhere
+    frames = [blank] * 3 + [square] * 3 + [blank] * 3 + [square] * 2
+    with fake_pose(max_persons=1, min_run=1, search_padding=0.5) as ex:
+        bordered = ex.process_frames(iter(frames))
+    plain_shape, border_shape = (120, 160), (240, 320)
+    u, b = plain_shape, border_shape
+    # blanks: search, search, search; squares: found in the bordered image, then tracked in it;
+    # blanks: the lost track, the first search after it (its border), a search; squares: found plain.
+    assert seen == [u, b, u, b, b, b, b, b, u, b, b]
+    seen.clear()
+    with fake_pose(max_persons=1, min_run=1, search_padding=0.0) as ex:
+        plain = ex.process_frames(iter(frames))
+    assert seen == [u] * len(frames)
+    present = (plain.keypoint_score > 0).any(axis=2)[0]
+    assert present.tolist() == [False] * 3 + [True] * 3 + [False] * 3 + [True] * 2
+    # (Not keypoint_3d: the fake graphs' "world" landmarks are their image coordinates again.)
+    for key in ("keypoint", "keypoint_score"):
+        np.testing.assert_allclose(getattr(bordered, key), getattr(plain, key), atol=1e-4, err_msg=key)
+
+
+def test_search_padding_out_of_range_is_refused(fake_pose):
+    with pytest.raises(ValueError, match="search_padding must be 0 to 2, got -0.1"):
+        fake_pose(search_padding=-0.1)
+
+
 @pytest.mark.parametrize("where", ["frames", "second slot", "consumer"])
 def test_an_error_anywhere_stops_the_slot_threads(fake_pose, monkeypatch, where):
     def frames():
@@ -532,6 +571,21 @@ def test_pose_on_two_inference_threads_equals_pose_on_one():
     np.testing.assert_array_equal(two["keypoint_score"] > 0, one["keypoint_score"] > 0)
     for key in ("keypoint", "keypoint_score", "keypoint_3d"):
         np.testing.assert_allclose(two[key], one[key], atol=1e-4, err_msg=key)
+
+
+@needs_mediapipe
+@needs_videos
+def test_bordered_searches_find_the_close_up_people_that_plain_ones_lose():
+    """At 10 poses/s MediaPipe's tracker loses the arm wrestlers (close-ups cut by the frame) and its
+    detector does not find them again in the frame as it is; in a border it does."""
+    video = VIDEO_DIR / ARM
+    shares = {}
+    for padding in (0.0, 0.5):
+        poses = extract_pose(video, pose_fps=10.0, search_padding=padding)
+        # Frames 120-200, where posing every frame keeps somebody in 95 % of them (BENCHMARKS.md).
+        rows = (poses["frame_times"] >= 120 / 28) & (poses["frame_times"] < 200 / 28)
+        shares[padding] = float((poses["keypoint_score"][:, rows] > 0).any(axis=(0, 2)).mean())
+    assert shares[0.5] >= 0.8 and shares[0.5] >= 1.5 * shares[0.0], shares
 
 
 @needs_mediapipe

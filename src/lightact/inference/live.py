@@ -264,7 +264,7 @@ def run_live(
     update_s = stride / recognizer.fps if stride else window_s / UPDATES_PER_WINDOW
     options = dict(recognizer.pose_options)
     if extractor is None:
-        from lightact.data.skeleton.pose.extractor import PoseExtractor, graph_threads
+        from lightact.data.skeleton.pose.extractor import DEFAULT_SEARCH_PADDING, PoseExtractor, graph_threads
 
         max_persons = options.get("max_persons", 2)
         extractor = PoseExtractor(
@@ -272,6 +272,7 @@ def run_live(
             max_side=options.get("max_side", 640),
             second_search_every=options.get("second_search_every", 1),
             inference_threads=options.get("inference_threads") or graph_threads(max_persons),
+            search_padding=options.get("search_padding", DEFAULT_SEARCH_PADDING),
         )
     reader = LiveReader(source, options.get("pose_fps"), options.get("max_side", 640))
     rolling = _Rolling(window_s)

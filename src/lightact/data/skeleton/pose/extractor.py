@@ -6,7 +6,9 @@ runs them one after another on every frame (or each in its own thread, a frame b
 it: ``process_frames(parallel_slots=True)``): slot ``k`` sees the frame with the people found by
 slots ``0 .. k-1`` painted over (the box around all their landmarks, enlarged by ``mask_margin``,
 filled with the frame's mean colour), so it must find somebody else. A slot that finds nobody ends
-the frame: later slots would see the same picture. Slots are only detectors; which *output* person a
+the frame: later slots would see the same picture. A slot tracking nobody searches alternately in the
+frame and in the frame inside a black border (``search_padding``), where people too close for
+MediaPipe's detector are found. Slots are only detectors; which *output* person a
 detection belongs to is decided by a small tracker that matches detections to the previous frames'
 people by bounding-box overlap and centroid distance (exact assignment, at most 4 x 4), and lets a
 person that was lost for a while be re-acquired. Afterwards, appearances shorter than ``min_run``
@@ -51,6 +53,11 @@ _PIPELINE_DEPTH = 4
 # XNNPACK threads one slot's graph may take. 2 are 1.6x faster than 1 for a graph alone on a 2-core
 # machine (BENCHMARKS.md); more were not measured.
 MAX_GRAPH_THREADS = 2
+# PoseExtractor's search_padding: the border of every other search, a share of the frame's height and
+# width on each side. At 10 poses/s, 0.5 kept somebody in all posed frames of the arm-wrestling
+# close-ups (frames 120-200) against 0.34 without; a border on every search found nobody in the
+# 1080p hugging clip, whose people are far away (BENCHMARKS.md).
+DEFAULT_SEARCH_PADDING = 0.5
 
 # One person found in a frame: xy normalised [33, 2], visibility [33], world xyz [33, 3] in
 # MediaPipe axes, box in frame pixels [4].
@@ -191,6 +198,13 @@ class PoseExtractor:
             cost of one-person videos; larger values pick up a second person up to that many frames late.
         inference_threads: threads each slot's graph runs its models on (MediaPipe's own default is
             1; :func:`graph_threads` gives a process's share per slot). The poses are the same.
+        search_padding: a slot that tracks nobody (MediaPipe runs its person detector then)
+            searches alternately in the frame as it is and in the frame inside a black border of
+            this share of its height and width on each side; a person found in the border is
+            tracked in it. MediaPipe's detector misses people so close that they fill or leave the
+            frame, and the border shrinks them; the plain searches keep finding people far away,
+            whom a border makes too small (:meth:`_graph_padding` has the order). 0: plain
+            searches only.
     """
 
     def __init__(
@@ -205,6 +219,7 @@ class PoseExtractor:
         min_run: int = 3,
         second_search_every: int = 1,
         inference_threads: int = 1,
+        search_padding: float = DEFAULT_SEARCH_PADDING,
     ) -> None:
         if not 1 <= max_persons <= 4:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
@@ -212,13 +227,17 @@ class PoseExtractor:
             raise ValueError(f"max_side must be at least 32 (or None), got {max_side}")
         if inference_threads < 1:
             raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
+        if not 0 <= search_padding <= 2:
+            raise ValueError(f"search_padding must be 0 to 2, got {search_padding}")
         self.max_persons = max_persons
         self.max_side = max_side
         self.mask_margin = mask_margin
         self.max_lost = max_lost
         self.min_run = max(1, int(min_run))
         self.second_search_every = max(1, int(second_search_every))
+        self.search_padding = float(search_padding)
         self._idle = [0] * max_persons  # frames each slot still skips before searching again
+        self._clear_tracks()
         self._slots = []
         # Released in close(): the graphs log when they are built and when they first run.
         mediapipe_log_filter.hold()
@@ -263,6 +282,24 @@ class PoseExtractor:
                 pose.reset()
         self._fresh = False
         self._idle = [0] * self.max_persons
+        self._clear_tracks()
+
+    def _clear_tracks(self) -> None:
+        m = self.max_persons
+        self._tracking = [False] * m  # each slot's graph found somebody on its last call
+        self._searched = [False] * m  # ... and that call was a search (it tracked nobody before it)
+        self._padding = [0.0] * m  # the border of the image each slot's graph saw last
+
+    def _graph_padding(self, k: int) -> float:
+        """The border slot ``k``'s graph sees on this call. A graph that tracks somebody keeps the one
+        it found them in (its track lives in that image's coordinates); the first search after a
+        lost track keeps it too (the person is likely still at that distance); every failed search
+        switches between none and :attr:`search_padding`."""
+        searching = not self._tracking[k]
+        if searching and self._searched[k]:
+            self._padding[k] = 0.0 if self._padding[k] else self.search_padding
+        self._searched[k] = searching
+        return self._padding[k]
 
     def _slot_pass(self, k: int, frame: _FramePass) -> _FramePass:
         """Slot ``k`` on one frame, after slots ``0 .. k-1``: adds the person it finds to
@@ -286,12 +323,20 @@ class PoseExtractor:
                 max(0, int(y0 - my)) : min(height, int(np.ceil(y1 + my))),
                 max(0, int(x0 - mx)) : min(width, int(np.ceil(x1 + mx))),
             ] = frame.fill
-        result = self._slots[k].process(frame.image)
+        padding = self._graph_padding(k)
+        border = (round(height * padding), round(width * padding))
+        image = frame.image
+        if padding:
+            image = np.pad(image, ((border[0], border[0]), (border[1], border[1]), (0, 0)))
+        result = self._slots[k].process(image)
+        self._tracking[k] = result.pose_landmarks is not None
         if result.pose_landmarks is None or result.pose_world_landmarks is None:
             return self._nobody_new(k, frame)
         lms = np.array([(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float64)
         world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float64)
         xy, vis = lms[:, :2], lms[:, 2]
+        if padding:  # from the bordered image's [0, 1] to the frame's
+            xy = (xy * image.shape[1::-1] - border[::-1]) / (width, height)
         box = landmark_box(xy * (width, height), width, height)
         # A degenerate (fully off-frame) pose, or the same person again (a slot tracking into a
         # masked area): nobody new.
