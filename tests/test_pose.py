@@ -9,6 +9,7 @@ parallel ``run_pose`` call shared by the tests below (about 20 s on 2 cores).
 from __future__ import annotations
 
 import filecmp
+import re
 import shutil
 import sys
 import threading
@@ -247,9 +248,20 @@ def test_every_other_search_sees_the_frame_in_a_border_and_a_track_keeps_its_bor
         np.testing.assert_allclose(getattr(bordered, key), getattr(plain, key), atol=1e-4, err_msg=key)
 
 
-def test_search_padding_out_of_range_is_refused(fake_pose):
-    with pytest.raises(ValueError, match="search_padding must be 0 to 2, got -0.1"):
-        fake_pose(search_padding=-0.1)
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"search_padding": -0.1}, "search_padding must be a number from 0 to 2, got -0.1"),
+        ({"search_padding": None}, "search_padding must be a number from 0 to 2, got None"),
+        ({"search_padding": "0.5"}, "search_padding must be a number from 0 to 2, got '0.5'"),
+        ({"inference_threads": 0}, "inference_threads must be a whole number at least 1, got 0"),
+        ({"inference_threads": None}, "inference_threads must be a whole number at least 1, got None"),
+        ({"inference_threads": 1.5}, "inference_threads must be a whole number at least 1, got 1.5"),
+    ],
+)
+def test_extractor_options_of_the_wrong_kind_are_refused_in_one_line(fake_pose, option, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fake_pose(**option)
 
 
 @pytest.mark.parametrize("where", ["frames", "second slot", "consumer"])
@@ -316,11 +328,19 @@ def test_pose_of_one_video_runs_each_slot_graph_on_its_share_of_the_cores(
     video = write_video(tmp_path / "squares.avi", square_frames(12))
     run_pose([video], tmp_path / "out.pkl", workers=workers, max_persons=max_persons, progress=False)
     assert [graph.inference_threads for graph in FakePoseGraph.created] == [threads] * max_persons
-    # extract_pose (what predict uses) does the same with overlap, and keeps a thread count given.
+    # extract_pose (what predict uses) does the same with overlap, and keeps a thread count given;
+    # None (a recognizer's pose options may hold it: the live loop reads it so) is the default.
     share = 2 // max_persons
-    for overlap, given, expected in ((True, None, share), (False, None, 1), (True, 1, 1)):
+    cases = (
+        (True, "absent", share),
+        (True, None, share),
+        (False, None, 1),
+        (False, "absent", 1),
+        (True, 1, 1),
+    )
+    for overlap, given, expected in cases:
         FakePoseGraph.created.clear()
-        options = {} if given is None else {"inference_threads": given}
+        options = {} if given == "absent" else {"inference_threads": given}
         extract_pose(video, max_persons=max_persons, overlap=overlap, **options)
         assert [graph.inference_threads for graph in FakePoseGraph.created] == [expected] * max_persons
 

@@ -340,7 +340,7 @@ class SkeletonRecognizer(Predictor):
     ) -> None:
         """Change how videos are read: ``pose_fps`` (``None`` keeps the current rate, 0 poses every
         frame), ``person_mode`` and other :class:`~lightact.data.skeleton.pose.PoseExtractor`
-        options (``second_search_every``, ...)."""
+        options (``second_search_every``, ``search_padding``, ...)."""
         if person_mode is not None:
             if person_mode not in PERSON_MODES:
                 raise ValueError(f"persons must be one of {', '.join(PERSON_MODES)}, got {person_mode!r}")

@@ -93,6 +93,12 @@ def frame_arrays(
     return kp, score, kp3d
 
 
+def _is_number(value: object, whole: bool = False) -> bool:
+    """Whether ``value`` is a real number (a whole one with ``whole``), not a bool."""
+    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
 def _rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
     """Frame ``index`` as MediaPipe takes it (C-contiguous); a ValueError naming it unless it is RGB
     uint8 ``[H, W, 3]``."""
@@ -225,10 +231,12 @@ class PoseExtractor:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
         if max_side is not None and max_side < 32:
             raise ValueError(f"max_side must be at least 32 (or None), got {max_side}")
-        if inference_threads < 1:
-            raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
-        if not 0 <= search_padding <= 2:
-            raise ValueError(f"search_padding must be 0 to 2, got {search_padding}")
+        if not _is_number(inference_threads, whole=True) or inference_threads < 1:
+            raise ValueError(
+                f"inference_threads must be a whole number at least 1, got {inference_threads!r}"
+            )
+        if not _is_number(search_padding) or not 0 <= search_padding <= 2:
+            raise ValueError(f"search_padding must be a number from 0 to 2, got {search_padding!r}")
         self.max_persons = max_persons
         self.max_side = max_side
         self.mask_margin = mask_margin
@@ -645,11 +653,11 @@ def extract_pose(
     :func:`lightact.data.skeleton.resample.resample_poses`). ``overlap`` decodes in a thread
     ahead of pose estimation and runs the person slots in threads of their own
     (:meth:`PoseExtractor.process_video`). ``kwargs`` go to :class:`PoseExtractor`; with
-    ``overlap`` its ``inference_threads`` default to :func:`graph_threads`.
+    ``overlap`` its ``inference_threads`` (not given, or None) default to :func:`graph_threads`.
     """
     video = Path(video)
-    if overlap:
-        kwargs.setdefault("inference_threads", graph_threads(max_persons))
+    if kwargs.get("inference_threads") is None:  # not given: the slots' share of the cores, if at once
+        kwargs["inference_threads"] = graph_threads(max_persons) if overlap else 1
     with PoseExtractor(max_persons=max_persons, max_side=max_side, **kwargs) as extractor:
         result = extractor.process_video(video, pose_fps=pose_fps, overlap=overlap)
     return pose_annotation(result, video.stem, video_info(video).fps)
