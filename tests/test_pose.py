@@ -345,6 +345,23 @@ def test_pose_of_one_video_runs_each_slot_graph_on_its_share_of_the_cores(
         assert [graph.inference_threads for graph in FakePoseGraph.created] == [expected] * max_persons
 
 
+def test_a_part_made_by_the_extractor_before_the_bordered_searches_is_computed_again(
+    fake_pose, monkeypatch, tmp_path
+):
+    from lightact.data.skeleton.pose import parts
+
+    video = write_video(tmp_path / "squares.avi", square_frames(6))
+    with fake_pose(max_persons=1) as ex:
+        result = ex.process_frames(iter(square_frames(6)))
+    path = parts.part_path(tmp_path / "out.pkl.parts", video)
+    parts.write_part(path, result, video, 25.0, 1, 640)
+    assert parts.load_part(path, video, 1, 640) is not None
+    with monkeypatch.context() as patch:
+        patch.setattr(parts, "_PART_VERSION", 1)  # the unbordered extractor's parts
+        parts.write_part(path, result, video, 25.0, 1, 640)
+    assert parts.load_part(path, video, 1, 640) is None
+
+
 def test_collect_videos_from_folder_and_list(tmp_path):
     (tmp_path / "clips" / "sub").mkdir(parents=True)
     for name in ("clips/b.mp4", "clips/sub/a.avi", "clips/notes.txt"):

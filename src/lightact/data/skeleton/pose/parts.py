@@ -1,8 +1,9 @@
 """The resumable store of a pose run: one ``.npz`` part per finished video, beside the output.
 
-A part records the video's absolute path, size and modification time and the settings that change
-the result (``max_persons``, ``max_side``); a rerun reuses a part only when all of them still match,
-and computes the video again otherwise. Parts are written atomically, so a killed run leaves whole
+A part records the video's absolute path, size and modification time, the settings that change
+the result (``max_persons``, ``max_side``) and the version of the extractor's way of finding people
+(:data:`_PART_VERSION`); a rerun reuses a part only when all of them still match, and computes the
+video again otherwise. Parts are written atomically, so a killed run leaves whole
 parts or none.
 """
 
@@ -16,7 +17,9 @@ import numpy as np
 from lightact.data.skeleton.pose.extractor import PoseResult
 from lightact.utils import atomic_write, safe_file_name
 
-_PART_VERSION = 1
+# 2: the extractor's bordered searches (search_padding) find other people than version 1's did, so a
+# rerun computes version-1 parts again rather than mixing the two in one pickle.
+_PART_VERSION = 2
 
 
 def part_path(parts_dir: str | Path, video: str | Path) -> Path:
