@@ -312,8 +312,8 @@ class PoseExtractor:
     def _slot_pass(self, k: int, frame: _FramePass) -> _FramePass:
         """Slot ``k`` on one frame, after slots ``0 .. k-1``: adds the person it finds to
         ``frame.found``, or marks the frame done (nobody new: later slots would see the same
-        picture). Only slot ``k``'s own state (its graph, its idle count) changes, so different
-        slots can work on different frames at once (:class:`SlotStream`)."""
+        picture). Only slot ``k``'s own state (its graph, its idle count, its search border)
+        changes, so different slots can work on different frames at once (:class:`SlotStream`)."""
         if frame.done:
             return frame
         height, width = frame.rgb.shape[:2]
