@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import numbers
 import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+def is_number(value: object, whole: bool = False) -> bool:
+    """Whether ``value`` is a real number (a whole one with ``whole``), Python's or NumPy's; a bool
+    is not one, though Python counts it as an int (``True`` for a thread count is a mistake)."""
+    kind = numbers.Integral if whole else numbers.Real
+    return isinstance(value, kind) and not isinstance(value, bool)
 
 
 def available_cores() -> int:

@@ -14,11 +14,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from lightact.errors import UsageError
 from lightact.inference.files import InputFiles
 from lightact.inference.runtime import BACKENDS, OnnxModel
+from lightact.utils import is_number
 
 if TYPE_CHECKING:
     import torch
@@ -82,8 +81,7 @@ def _positive(value: Any, what: str, unit: str) -> int | float | None:
     """``value`` as a positive number of ``unit`` (frames: whole numbers), or ``None`` for none."""
     if value is None:
         return None
-    kinds = (int, np.integer) if unit == "frames" else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
+    if not is_number(value, whole=unit == "frames") or not math.isfinite(value) or value <= 0:
         raise UsageError(f"{what} must be a positive number of {unit}, got {value!r}")
     return int(value) if unit == "frames" else float(value)
 
@@ -162,6 +160,6 @@ class Predictor:
         predictor's default), ``topk`` as a positive integer; anything else is a ``ValueError``."""
         window = _positive(window, "window", self.window_unit)
         stride = _positive(stride, "stride", self.window_unit)
-        if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk < 1:
+        if not is_number(topk, whole=True) or topk < 1:
             raise UsageError(f"topk must be a positive integer, got {topk!r}")
         return window, stride, int(topk)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lightact.data.skeleton.layouts import Layout
+from lightact.utils import is_number
 
 Sample = dict[str, Any]
 # A joint given by index or name, or a group of them standing for their mean (e.g. mid-hip).
@@ -103,7 +104,7 @@ def _resolve(layout: Layout, ref: JointRef, what: str) -> _Group:
             if item not in layout.joints:
                 raise ValueError(f"{what}: layout {layout.name!r} has no joint named {item!r}")
             out.append(layout.joints.index(item))
-        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        elif is_number(item, whole=True):
             if not 0 <= item < layout.num_joints:
                 raise ValueError(
                     f"{what}: joint index {item} is out of range for layout {layout.name!r} "

@@ -43,7 +43,7 @@ import numpy as np
 from lightact.data.skeleton.pose.mediapipe import MODEL_COMPLEXITY, mediapipe_log_filter, pose_graph
 from lightact.data.skeleton.pose.tracking import Tracker, box_iou, contained, drop_short_runs, landmark_box
 from lightact.data.video.reader import TimedFrame, iter_timed_frames, prefetch, video_info
-from lightact.utils import available_cores
+from lightact.utils import available_cores, is_number
 
 LAYOUT = "mediapipe33"
 NUM_LANDMARKS = 33
@@ -91,12 +91,6 @@ def frame_arrays(
         score[slot] = np.clip(vis, 1e-6, 1.0)
         kp3d[slot] = world * (1.0, -1.0, 1.0)  # MediaPipe (x right, y down, z away) -> y up
     return kp, score, kp3d
-
-
-def _is_number(value: object, whole: bool = False) -> bool:
-    """Whether ``value`` is a real number (a whole one with ``whole``), not a bool."""
-    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
-    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 def _rgb_frame(frame: np.ndarray, index: int) -> np.ndarray:
@@ -231,11 +225,11 @@ class PoseExtractor:
             raise ValueError(f"max_persons must be 1 to 4, got {max_persons}")
         if max_side is not None and max_side < 32:
             raise ValueError(f"max_side must be at least 32 (or None), got {max_side}")
-        if not _is_number(inference_threads, whole=True) or inference_threads < 1:
+        if not is_number(inference_threads, whole=True) or inference_threads < 1:
             raise ValueError(
                 f"inference_threads must be a whole number at least 1, got {inference_threads!r}"
             )
-        if not _is_number(search_padding) or not 0 <= search_padding <= 2:
+        if not is_number(search_padding) or not 0 <= search_padding <= 2:
             raise ValueError(f"search_padding must be a number from 0 to 2, got {search_padding!r}")
         self.max_persons = max_persons
         self.max_side = max_side
