@@ -271,7 +271,7 @@ def run_live(
             max_persons=max_persons,
             max_side=options.get("max_side", 640),
             second_search_every=options.get("second_search_every", 1),
-            inference_threads=options.get("inference_threads") or graph_threads(max_persons),
+            inference_threads=graph_threads(max_persons, requested=options.get("inference_threads")),
             search_padding=options.get("search_padding", DEFAULT_SEARCH_PADDING),
         )
     reader = LiveReader(source, options.get("pose_fps"), options.get("max_side", 640))

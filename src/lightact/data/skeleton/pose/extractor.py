@@ -67,12 +67,17 @@ _Person = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Tracked = tuple[int, np.ndarray, np.ndarray, np.ndarray]
 
 
-def graph_threads(max_persons: int) -> int:
-    """XNNPACK threads for each person slot's graph in a process that may use every core and runs
-    its slots at once: the cores shared out among the slots, at most :data:`MAX_GRAPH_THREADS`.
-    On 2 cores that is 2 for one slot and 1 for two: with two people tracked, the first slot on 2
-    threads beside the second on 1 made a clip 1.35x slower than both on 1 (their threads contend
-    for the cores: XNNPACK's waiting workers spin)."""
+def graph_threads(max_persons: int, at_once: bool = True, requested: int | None = None) -> int:
+    """XNNPACK threads for each person slot's graph: ``requested`` when given; else, in a process
+    that may use every core and runs its slots ``at_once``, the cores shared out among the slots, at
+    most :data:`MAX_GRAPH_THREADS`, and 1 when the slots run one after another. On 2 cores that is
+    2 for one slot and 1 for two: with two people tracked, the first slot on 2 threads beside the
+    second on 1 made a clip 1.35x slower than both on 1 (their threads contend for the cores:
+    XNNPACK's waiting workers spin)."""
+    if requested is not None:
+        return requested
+    if not at_once:
+        return 1
     return max(1, min(MAX_GRAPH_THREADS, available_cores() // max(1, max_persons)))
 
 
@@ -650,8 +655,7 @@ def extract_pose(
     ``overlap`` its ``inference_threads`` (not given, or None) default to :func:`graph_threads`.
     """
     video = Path(video)
-    if kwargs.get("inference_threads") is None:  # not given: the slots' share of the cores, if at once
-        kwargs["inference_threads"] = graph_threads(max_persons) if overlap else 1
+    kwargs["inference_threads"] = graph_threads(max_persons, overlap, kwargs.get("inference_threads"))
     with PoseExtractor(max_persons=max_persons, max_side=max_side, **kwargs) as extractor:
         result = extractor.process_video(video, pose_fps=pose_fps, overlap=overlap)
     return pose_annotation(result, video.stem, video_info(video).fps)

@@ -178,7 +178,7 @@ class _PoseRun:
         """Every video in this process, one after another; ``overlap``: each with decoding and the
         person slots in threads, and each slot's graph on its share of the cores (the other cores
         are free)."""
-        threads = graph_threads(max_persons) if overlap else 1
+        threads = graph_threads(max_persons, overlap)
         with PoseExtractor(
             max_persons=max_persons, max_side=max_side, inference_threads=threads
         ) as extractor:
