@@ -15,7 +15,8 @@ class FakePoseGraph:
     calls), so a slot that saw other frames, or the same frames in another order, answers otherwise.
     ``wait_for_overlap``: the second graph's first call on a frame that is not blank (warm-up
     frames are) waits until the first graph has started on the next frame (at most 5 s) and records
-    whether it did. ``reset`` forgets the calls, as a graph forgets its track."""
+    whether it did. ``reset`` forgets the calls, as a graph forgets its track. ``sizes``: the
+    (height, width) of every image it was given, warm-up included, kept across resets."""
 
     created: list[FakePoseGraph] = []
     wait_for_overlap = False
@@ -24,11 +25,13 @@ class FakePoseGraph:
     def __init__(self, inference_threads: int = 1, **options: object) -> None:
         self.inference_threads = inference_threads
         self.calls, self.overlapped = 0, None
+        self.sizes: list[tuple[int, int]] = []
         self.started = threading.Event()
         FakePoseGraph.created.append(self)
 
     def process(self, image: np.ndarray):
         self.calls += 1
+        self.sizes.append(image.shape[:2])
         if FakePoseGraph.fail_at == (FakePoseGraph.created.index(self), self.calls):
             raise RuntimeError("graph failed")
         first = FakePoseGraph.created[0]

@@ -214,33 +214,24 @@ def test_a_stream_fed_frame_by_frame_gives_the_tracked_people_of_track(fake_pose
                 np.testing.assert_array_equal(x, y)
 
 
-def test_every_other_search_sees_the_frame_in_a_border_and_a_track_keeps_its_border(fake_pose, monkeypatch):
+def test_every_other_search_sees_the_frame_in_a_border_and_a_track_keeps_its_border(fake_pose):
     """Searches alternate unbordered / bordered; a graph tracking somebody, and its first search
     after losing them, see the image it found them in; the people come out in the frame's own
     coordinates, as an extractor that never borders gives them."""
-    seen: list[tuple[int, int]] = []
-    process = FakePoseGraph.process
-
-    def recording(self, image):
-        seen.append(image.shape[:2])
-        return process(self, image)
-
-    monkeypatch.setattr(FakePoseGraph, "process", recording)
     blank = np.full((120, 160, 3), 30, np.uint8)
     square = blank.copy()
     square[40:64, 20:36] = 255  # touches no edge, so the masked frame's square is in view everywhere
     frames = [blank] * 3 + [square] * 3 + [blank] * 3 + [square] * 2
     with fake_pose(max_persons=1, min_run=1, search_padding=0.5) as ex:
         bordered = ex.process_frames(iter(frames))
-    plain_shape, border_shape = (120, 160), (240, 320)
-    u, b = plain_shape, border_shape
+    u, b = (120, 160), (240, 320)  # the frame as it is, in its border
     # blanks: search, search, search; squares: found in the bordered image, then tracked in it;
-    # blanks: the lost track, the first search after it (its border), a search; squares: found plain.
-    assert seen == [u, b, u, b, b, b, b, b, u, b, b]
-    seen.clear()
+    # blanks: the lost track, the first search after it (its border), a plain search; squares: the
+    # next search (bordered) finds the square, then tracks it.
+    assert FakePoseGraph.created[0].sizes == [u, b, u, b, b, b, b, b, u, b, b]
     with fake_pose(max_persons=1, min_run=1, search_padding=0.0) as ex:
         plain = ex.process_frames(iter(frames))
-    assert seen == [u] * len(frames)
+    assert FakePoseGraph.created[1].sizes == [u] * len(frames)
     present = (plain.keypoint_score > 0).any(axis=2)[0]
     assert present.tolist() == [False] * 3 + [True] * 3 + [False] * 3 + [True] * 2
     # (Not keypoint_3d: the fake graphs' "world" landmarks are their image coordinates again.)
